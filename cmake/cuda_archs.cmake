@@ -1,0 +1,32 @@
+# Resolves FLASH_KDA_CUDA_ARCHS ("90a", "90a;100a", "native") into a list of
+# architecture names such as "90a".
+function(flash_kda_resolve_archs requested out_var)
+  set(result "")
+  if(requested STREQUAL "native")
+    find_program(NVIDIA_SMI nvidia-smi)
+    if(NVIDIA_SMI)
+      execute_process(COMMAND ${NVIDIA_SMI} --query-gpu=compute_cap --format=csv,noheader
+                      OUTPUT_VARIABLE caps RESULT_VARIABLE rc ERROR_QUIET
+                      OUTPUT_STRIP_TRAILING_WHITESPACE)
+      if(rc EQUAL 0 AND caps)
+        string(REPLACE "\n" ";" caps "${caps}")
+        foreach(cap IN LISTS caps)
+          string(STRIP "${cap}" cap)
+          string(REPLACE "." "" arch "${cap}")
+          if(arch STREQUAL "90")
+            set(arch "90a")  # wgmma/setmaxnreg need the arch-specific target
+          endif()
+          list(APPEND result ${arch})
+        endforeach()
+      endif()
+    endif()
+    if(NOT result)
+      message(STATUS "flash-kda: no GPU visible for FLASH_KDA_CUDA_ARCHS=native, building 90a")
+      set(result "90a")
+    endif()
+  else()
+    string(REPLACE "," ";" result "${requested}")
+  endif()
+  list(REMOVE_DUPLICATES result)
+  set(${out_var} "${result}" PARENT_SCOPE)
+endfunction()

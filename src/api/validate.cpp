@@ -1,0 +1,263 @@
+#include "api/validate.h"
+
+#include <cmath>
+#include <sstream>
+#include <vector>
+
+namespace flash_kda::detail {
+namespace {
+
+std::string shape_string(const TensorRef& t) {
+  std::ostringstream s;
+  s << "[";
+  for (int i = 0; i < t.ndim; ++i) s << (i ? ", " : "") << t.shape[i];
+  s << "]";
+  return s.str();
+}
+
+std::string shape_string(std::initializer_list<int64_t> dims) {
+  std::ostringstream s;
+  s << "[";
+  int i = 0;
+  for (int64_t d : dims) s << (i++ ? ", " : "") << d;
+  s << "]";
+  return s.str();
+}
+
+const char* device_name(DeviceType d) { return d == DeviceType::kCUDA ? "cuda" : "cpu"; }
+
+void require_present(const TensorRef& t, const char* name) {
+  if (!t.present()) fail(ErrorKind::kValue, name, std::string(name) + ": required tensor is missing (got None)");
+  if (t.ndim > TensorRef::kMaxDims)
+    fail(ErrorKind::kValue, name, std::string(name) + ": rank " + std::to_string(t.ndim) + " is not supported");
+}
+
+void require_dtype(const TensorRef& t, const char* name, std::initializer_list<DType> allowed) {
+  for (DType d : allowed)
+    if (t.dtype == d) return;
+  std::string want;
+  int i = 0;
+  for (DType d : allowed) want += std::string(i++ ? " or " : "") + dtype_name(d);
+  fail(ErrorKind::kType, name,
+       std::string(name) + ": expected dtype " + want + ", got " + dtype_name(t.dtype));
+}
+
+void require_rank(const TensorRef& t, const char* name, int rank) {
+  if (t.ndim != rank)
+    fail(ErrorKind::kValue, name,
+         std::string(name) + ": expected a " + std::to_string(rank) + "-D tensor, got " +
+             std::to_string(t.ndim) + "-D with shape " + shape_string(t));
+}
+
+void require_shape(const TensorRef& t, const char* name, std::initializer_list<int64_t> dims,
+                   const char* what) {
+  int i = 0;
+  bool ok = static_cast<int>(dims.size()) == t.ndim;
+  for (int64_t d : dims) {
+    if (!ok) break;
+    ok = t.shape[i++] == d;
+  }
+  if (!ok)
+    fail(ErrorKind::kValue, name,
+         std::string(name) + ": expected shape " + shape_string(dims) + " (" + what + "), got " +
+             shape_string(t));
+}
+
+void require_layout(const TensorRef& t, const char* name, size_t alignment) {
+  for (int i = 0; i < t.ndim; ++i)
+    if (t.shape[i] < 0)
+      fail(ErrorKind::kValue, name, std::string(name) + ": negative size in shape " + shape_string(t));
+  if (!t.is_contiguous())
+    fail(ErrorKind::kValue, name,
+         std::string(name) + ": expected a contiguous (row-major) tensor, got strides that are not; "
+                             "call .contiguous() first");
+  if (t.numel() > 0 && t.data == nullptr)
+    fail(ErrorKind::kValue, name, std::string(name) + ": data pointer is null");
+  if (t.numel() > 0 && reinterpret_cast<uintptr_t>(t.data) % alignment != 0)
+    fail(ErrorKind::kValue, name,
+         std::string(name) + ": data pointer must be " + std::to_string(alignment) +
+             "-byte aligned, got address ending in 0x" +
+             [&] {
+               std::ostringstream s;
+               s << std::hex << (reinterpret_cast<uintptr_t>(t.data) & 0xff);
+               return s.str();
+             }());
+}
+
+struct NamedRef {
+  const TensorRef* ref;
+  const char* name;
+};
+
+bool overlaps(const TensorRef& a, const TensorRef& b) {
+  if (!a.present() || !b.present() || a.numel() == 0 || b.numel() == 0) return false;
+  if (a.device != b.device || a.device_id != b.device_id) return false;
+  auto lo_a = reinterpret_cast<uintptr_t>(a.data);
+  auto lo_b = reinterpret_cast<uintptr_t>(b.data);
+  auto hi_a = lo_a + static_cast<uintptr_t>(a.numel()) * dtype_size(a.dtype);
+  auto hi_b = lo_b + static_cast<uintptr_t>(b.numel()) * dtype_size(b.dtype);
+  return lo_a < hi_b && lo_b < hi_a;
+}
+
+}  // namespace
+
+void fail(ErrorKind kind, const std::string& argument, const std::string& message) {
+  throw Error(kind, argument, message);
+}
+
+void validate_cu_seqlens_contents(const int64_t* cu, int64_t count, int64_t total_tokens) {
+  if (count < 2) return;  // rank/size errors are reported by validate()
+  if (cu[0] != 0)
+    fail(ErrorKind::kValue, "cu_seqlens",
+         "cu_seqlens: expected cu_seqlens[0] == 0, got " + std::to_string(cu[0]));
+  for (int64_t i = 1; i < count; ++i)
+    if (cu[i] < cu[i - 1])
+      fail(ErrorKind::kValue, "cu_seqlens",
+           "cu_seqlens: expected non-decreasing offsets, got cu_seqlens[" + std::to_string(i) +
+               "] = " + std::to_string(cu[i]) + " < cu_seqlens[" + std::to_string(i - 1) +
+               "] = " + std::to_string(cu[i - 1]));
+  if (cu[count - 1] != total_tokens)
+    fail(ErrorKind::kValue, "cu_seqlens",
+         "cu_seqlens: expected the last entry to equal the total number of tokens T = " +
+             std::to_string(total_tokens) + ", got " + std::to_string(cu[count - 1]));
+}
+
+FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
+  // Presence, dtype and rank, argument by argument, in signature order.
+  const NamedRef activations[] = {{&p.q, "q"}, {&p.k, "k"}, {&p.v, "v"}, {&p.g, "g"}};
+  for (auto [t, name] : activations) {
+    require_present(*t, name);
+    require_dtype(*t, name, {DType::kBFloat16});
+    require_rank(*t, name, 4);
+  }
+  require_present(p.beta, "beta");
+  require_dtype(p.beta, "beta", {DType::kBFloat16});
+  require_rank(p.beta, "beta", 3);
+  require_present(p.out, "out");
+  if (policy.allow_wide_outputs)
+    require_dtype(p.out, "out", {DType::kBFloat16, DType::kFloat32, DType::kFloat64});
+  else
+    require_dtype(p.out, "out", {DType::kBFloat16});
+  require_rank(p.out, "out", 4);
+  require_present(p.A_log, "A_log");
+  require_dtype(p.A_log, "A_log", {DType::kFloat32});
+  require_rank(p.A_log, "A_log", 1);
+  require_present(p.dt_bias, "dt_bias");
+  require_dtype(p.dt_bias, "dt_bias", {DType::kFloat32});
+  require_rank(p.dt_bias, "dt_bias", 2);
+
+  const int64_t B = p.q.shape[0], T = p.q.shape[1], H = p.q.shape[2], K = p.q.shape[3];
+  const int64_t V = p.v.shape[3];
+  if (K != kHeadDim)
+    fail(ErrorKind::kValue, "q",
+         "q: head size K = " + std::to_string(K) + " is not supported; expected K = " +
+             std::to_string(kHeadDim) + " (shape " + shape_string(p.q) + ")");
+  if (V != kHeadDim)
+    fail(ErrorKind::kValue, "v",
+         "v: head size V = " + std::to_string(V) + " is not supported; expected V = " +
+             std::to_string(kHeadDim) + " (shape " + shape_string(p.v) + ")");
+  require_shape(p.k, "k", {B, T, H, K}, "same as q");
+  require_shape(p.g, "g", {B, T, H, K}, "same as q");
+  require_shape(p.v, "v", {B, T, H, V}, "[B, T, H, V] with B, T, H of q");
+  require_shape(p.beta, "beta", {B, T, H}, "[B, T, H] of q");
+  require_shape(p.out, "out", {B, T, H, V}, "same as v");
+  require_shape(p.A_log, "A_log", {H}, "[H]");
+  require_shape(p.dt_bias, "dt_bias", {H, K}, "[H, K]");
+
+  const size_t tile_alignment = policy.allow_wide_outputs ? 1 : 16;
+  for (auto [t, name] : activations) require_layout(*t, name, tile_alignment);
+  require_layout(p.out, "out", policy.allow_wide_outputs ? 1 : 16);
+  require_layout(p.beta, "beta", 2);
+  require_layout(p.A_log, "A_log", 4);
+  require_layout(p.dt_bias, "dt_bias", 4);
+
+  FwdShape shape;
+  shape.batch = B;
+  shape.tokens = T;
+  shape.heads = H;
+  shape.num_sequences = B;
+
+  if (p.cu_seqlens.present()) {
+    require_dtype(p.cu_seqlens, "cu_seqlens", {DType::kInt64});
+    require_rank(p.cu_seqlens, "cu_seqlens", 1);
+    require_layout(p.cu_seqlens, "cu_seqlens", 8);
+    if (p.cu_seqlens.shape[0] < 2)
+      fail(ErrorKind::kValue, "cu_seqlens",
+           "cu_seqlens: expected at least 2 entries (N + 1 offsets), got " +
+               std::to_string(p.cu_seqlens.shape[0]));
+    if (B != 1)
+      fail(ErrorKind::kValue, "q",
+           "q: with cu_seqlens the batch size must be 1 (sequences are packed along T), got B = " +
+               std::to_string(B));
+    shape.varlen = true;
+    shape.num_sequences = p.cu_seqlens.shape[0] - 1;
+  }
+  const int64_t N = shape.num_sequences;
+
+  const NamedRef states[] = {{&p.initial_state, "initial_state"}, {&p.final_state, "final_state"}};
+  for (auto [t, name] : states) {
+    if (!t->present()) continue;
+    if (policy.allow_wide_outputs)
+      require_dtype(*t, name, {DType::kBFloat16, DType::kFloat32, DType::kFloat64});
+    else
+      require_dtype(*t, name, {DType::kBFloat16, DType::kFloat32});
+    require_rank(*t, name, 4);
+    require_shape(*t, name, {N, H, V, K}, "[N, H, V, K]");
+    require_layout(*t, name, policy.allow_wide_outputs ? 1 : 16);
+  }
+  if (p.initial_state.present() && p.final_state.present() &&
+      p.initial_state.dtype != p.final_state.dtype)
+    fail(ErrorKind::kType, "final_state",
+         std::string("final_state: expected the same dtype as initial_state (") +
+             dtype_name(p.initial_state.dtype) + "), got " + dtype_name(p.final_state.dtype));
+
+  // All tensors on one device.
+  const NamedRef all[] = {{&p.q, "q"},          {&p.k, "k"},
+                          {&p.v, "v"},          {&p.g, "g"},
+                          {&p.beta, "beta"},    {&p.out, "out"},
+                          {&p.A_log, "A_log"},  {&p.dt_bias, "dt_bias"},
+                          {&p.initial_state, "initial_state"},
+                          {&p.final_state, "final_state"},
+                          {&p.cu_seqlens, "cu_seqlens"}};
+  for (auto [t, name] : all) {
+    if (!t->present()) continue;
+    if (t->device != p.q.device || t->device_id != p.q.device_id)
+      fail(ErrorKind::kValue, name,
+           std::string(name) + ": expected a tensor on the same device as q (" +
+               device_name(p.q.device) + ":" + std::to_string(p.q.device_id) + "), got " +
+               device_name(t->device) + ":" + std::to_string(t->device_id));
+  }
+
+  if (!std::isfinite(p.scale))
+    fail(ErrorKind::kValue, "scale", "scale: expected a finite number, got " + std::to_string(p.scale));
+  if (!(p.lower_bound >= kMinLowerBound && p.lower_bound <= kMaxLowerBound))
+    fail(ErrorKind::kValue, "lower_bound",
+         "lower_bound: expected a value in [-5, 0], got " + std::to_string(p.lower_bound));
+
+  // Outputs must not overlap inputs or each other. final_state may be the
+  // very same tensor as initial_state (updated in place).
+  const NamedRef inputs[] = {{&p.q, "q"},         {&p.k, "k"},        {&p.v, "v"},
+                             {&p.g, "g"},         {&p.beta, "beta"},  {&p.A_log, "A_log"},
+                             {&p.dt_bias, "dt_bias"}, {&p.initial_state, "initial_state"},
+                             {&p.cu_seqlens, "cu_seqlens"}};
+  for (auto [t, name] : inputs)
+    if (overlaps(p.out, *t))
+      fail(ErrorKind::kValue, "out", std::string("out: must not overlap input ") + name);
+  if (overlaps(p.out, p.final_state))
+    fail(ErrorKind::kValue, "out", "out: must not overlap final_state");
+  for (auto [t, name] : inputs) {
+    if (!overlaps(p.final_state, *t)) continue;
+    const bool same_state = t == &p.initial_state && p.final_state.data == p.initial_state.data;
+    if (!same_state)
+      fail(ErrorKind::kValue, "final_state",
+           std::string("final_state: must not overlap input ") + name +
+               (t == &p.initial_state ? " (it may only be the very same tensor)" : ""));
+  }
+
+  if (p.cu_seqlens.present() && p.cu_seqlens.device == DeviceType::kCPU)
+    validate_cu_seqlens_contents(static_cast<const int64_t*>(p.cu_seqlens.data),
+                                 p.cu_seqlens.shape[0], T);
+  return shape;
+}
+
+}  // namespace flash_kda::detail
