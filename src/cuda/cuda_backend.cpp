@@ -1,0 +1,158 @@
+// The CUDA backend's host side: device checks, parameter packing, choice of
+// kernel configuration, launches. No allocation and no host synchronisation.
+#include "cuda/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <mutex>
+#include <string>
+
+#include "api/validate.h"
+#include "cuda/sm90/fwd_launch.h"
+
+namespace flash_kda::cuda {
+namespace {
+
+constexpr size_t kStatusBytes = 256;  // the status word, padded to an allocation-friendly size
+
+[[noreturn]] void fail_cuda(cudaError_t err, const std::string& what) {
+  detail::fail(ErrorKind::kRuntime, "", "flash_kda: " + what + " failed: " + cudaGetErrorString(err));
+}
+
+struct DeviceInfo {
+  int major = -1, minor = -1, sm_count = 0;
+};
+
+const DeviceInfo& device_info(int device) {
+  static std::mutex mutex;
+  static DeviceInfo cache[64];
+  if (device < 0 || device >= 64)
+    detail::fail(ErrorKind::kValue, "q", "q: CUDA device index " + std::to_string(device) + " is out of range");
+  std::lock_guard<std::mutex> lock(mutex);
+  DeviceInfo& info = cache[device];
+  if (info.major < 0) {
+    cudaDeviceProp prop{};
+    const cudaError_t err = cudaGetDeviceProperties(&prop, device);
+    if (err != cudaSuccess) fail_cuda(err, "cudaGetDeviceProperties");
+    info.major = prop.major;
+    info.minor = prop.minor;
+    info.sm_count = prop.multiProcessorCount;
+  }
+  return info;
+}
+
+// Restores the caller's current device on scope exit.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    if (previous_ != device) {
+      const cudaError_t err = cudaSetDevice(device);
+      if (err != cudaSuccess) fail_cuda(err, "cudaSetDevice");
+    }
+  }
+  ~DeviceGuard() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+  }
+
+ private:
+  int previous_ = -1;
+};
+
+sm90::StateKind state_kind(const TensorRef& t) {
+  if (!t.present()) return sm90::StateKind::kNone;
+  return t.dtype == DType::kFloat32 ? sm90::StateKind::kFloat32 : sm90::StateKind::kBFloat16;
+}
+
+bool built_for_sm90a() {
+#ifdef FLASH_KDA_HAS_SM90A
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+bool available(int device_id) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || device_id < 0 || device_id >= count) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    return false;
+  }
+  const DeviceInfo& info = device_info(device_id);
+  return built_for_sm90a() && info.major == 9 && info.minor == 0;
+}
+
+size_t workspace_size(const FwdParams&, const FwdShape& shape) {
+  return shape.varlen ? kStatusBytes : 0;
+}
+
+void forward(const FwdParams& params, const FwdShape& shape, void* workspace, size_t,
+             cudaStream_t stream) {
+  const int device = params.q.device_id;
+  const DeviceInfo& info = device_info(device);
+  if (!(built_for_sm90a() && info.major == 9 && info.minor == 0))
+    detail::fail(ErrorKind::kUnsupported, "q",
+                 "q: no flash-kda CUDA kernel for this GPU (compute capability " +
+                     std::to_string(info.major) + "." + std::to_string(info.minor) +
+                     "); this build has kernels for: " + compiled_architectures());
+  if (shape.heads > 65535)
+    detail::fail(ErrorKind::kValue, "q", "q: at most 65535 heads are supported, got " + std::to_string(shape.heads));
+  const int64_t vblock_limit = int64_t(1) << 31;
+  if (shape.num_sequences * 4 >= vblock_limit)
+    detail::fail(ErrorKind::kValue, "cu_seqlens",
+                 "cu_seqlens: too many sequences (" + std::to_string(shape.num_sequences) + ")");
+  if (shape.num_sequences == 0 || shape.heads == 0) return;  // nothing to read or write
+
+  DeviceGuard guard(device);
+
+  sm90::FwdKernelParams k{};
+  k.q = params.q.data;
+  k.k = params.k.data;
+  k.v = params.v.data;
+  k.g = params.g.data;
+  k.beta = params.beta.data;
+  k.out = params.out.data;
+  k.A_log = static_cast<const float*>(params.A_log.data);
+  k.dt_bias = static_cast<const float*>(params.dt_bias.data);
+  k.initial_state = params.initial_state.present() ? params.initial_state.data : nullptr;
+  k.final_state = params.final_state.present() ? params.final_state.data : nullptr;
+  k.initial_kind = state_kind(params.initial_state);
+  k.final_kind = state_kind(params.final_state);
+  k.cu_seqlens = shape.varlen ? static_cast<const int64_t*>(params.cu_seqlens.data) : nullptr;
+  k.status = nullptr;
+  k.seq_len = shape.tokens;
+  k.total_rows = shape.batch * shape.tokens;
+  k.heads = int(shape.heads);
+  k.num_sequences = int(shape.num_sequences);
+  k.scale = float(params.scale);
+  k.gate_scale = float(params.lower_bound * kLog2e);
+
+  if (shape.varlen) {
+    auto* status = static_cast<int32_t*>(workspace);
+    const cudaError_t err = sm90::launch_check_cu_seqlens(k.cu_seqlens, params.cu_seqlens.shape[0],
+                                                          k.total_rows, status, stream);
+    if (err != cudaSuccess) fail_cuda(err, "launching the cu_seqlens check");
+    k.status = status;
+  }
+
+  // Value-block width: as wide as possible while the grid still fills the
+  // GPU; narrower blocks duplicate the (cheap) prep work per CTA.
+  const int64_t items = shape.num_sequences * shape.heads;
+  int bv = 128;
+  if (items * 2 <= info.sm_count) bv = items * 4 <= info.sm_count ? 32 : 64;
+  k.num_vblocks = kHeadDim / bv;
+
+  cudaError_t err;
+  switch (bv) {
+    case 32: err = sm90::launch_fwd<32>(k, device, stream); break;
+    case 64: err = sm90::launch_fwd<64>(k, device, stream); break;
+    default: err = sm90::launch_fwd<128>(k, device, stream); break;
+  }
+  if (err != cudaSuccess) fail_cuda(err, "launching the SM90 forward kernel");
+}
+
+const char* compiled_architectures() { return FLASH_KDA_CUDA_ARCHS_STRING; }
+
+}  // namespace flash_kda::cuda

@@ -1,0 +1,131 @@
+// Small device helpers shared by the SM90 kernel roles: fast math, bf16
+// packing, the shared-memory swizzle, and thin wrappers over CuTe's
+// ldmatrix / stmatrix / mma.sync atoms and CUTLASS's mbarrier.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cstdint>
+
+#include <cute/arch/copy_sm75.hpp>
+#include <cute/arch/copy_sm90.hpp>
+#include <cute/arch/copy_sm90_tma.hpp>
+#include <cute/arch/mma_sm80.hpp>
+#include <cutlass/arch/barrier.h>
+
+namespace flash_kda::sm90 {
+
+using bf16 = __nv_bfloat16;
+using Barrier = cutlass::arch::ClusterTransactionBarrier;
+
+// ---- fast math --------------------------------------------------------------
+// ex2.approx: relative error ~2^-22, one MUFU op.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ float fast_rcp(float x) {
+  float y;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+// sigmoid(x) = 1 / (1 + 2^(-x log2 e)); exact to a few ulp, unlike tanh.approx.
+__device__ __forceinline__ float fast_sigmoid(float x) {
+  return fast_rcp(1.0f + fast_exp2(-1.4426950408889634f * x));
+}
+
+// ---- bf16 packing -------------------------------------------------------------
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // lo -> low 16 bits
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+__device__ __forceinline__ float2 unpack_bf16x2(uint32_t v) {
+  __nv_bfloat162 b = *reinterpret_cast<__nv_bfloat162*>(&v);
+  return __bfloat1622float2(b);
+}
+
+// ---- swizzled tiles -------------------------------------------------------------
+// A [rows][128] bf16 tile stores row r's 16-byte chunk c at chunk c ^ (r & 7),
+// so the 8 rows an ldmatrix reads hit 8 different bank groups. Rows r and
+// r + 8k share a pattern, so a tile's rows can be copied to row + 16 verbatim.
+__device__ __forceinline__ int swz128(int row, int col) {
+  return row * 128 + (((col >> 3) ^ (row & 7)) << 3) + (col & 7);
+}
+// A [16][16] bf16 tile (two chunks per row): rows 4..7 swap their chunks.
+__device__ __forceinline__ int swz16(int row, int col) {
+  return row * 16 + ((((col >> 3) ^ (row >> 2)) & 1) << 3) + (col & 7);
+}
+
+// ---- tensor-core wrappers (CuTe atoms) -------------------------------------------
+struct FragA { uint32_t x[4]; };   // m16 x k16 bf16, row-major A
+struct FragB { uint32_t x[2]; };   // k16 x n8 bf16, "col" B
+struct FragC { float x[4] = {0.f, 0.f, 0.f, 0.f}; };  // m16 x n8 fp32
+
+__device__ __forceinline__ void mma(FragC& d, const FragA& a, const FragB& b) {
+  cute::SM80_16x8x16_F32BF16BF16F32_TN::fma(d.x[0], d.x[1], d.x[2], d.x[3], a.x[0], a.x[1],
+                                            a.x[2], a.x[3], b.x[0], b.x[1], d.x[0], d.x[1],
+                                            d.x[2], d.x[3]);
+}
+
+__device__ __forceinline__ void ldsm_x4(const bf16* smem, uint32_t (&r)[4]) {
+  cute::SM75_U32x4_LDSM_N::copy(*reinterpret_cast<const cute::uint128_t*>(smem), r[0], r[1], r[2], r[3]);
+}
+__device__ __forceinline__ void ldsm_x4_trans(const bf16* smem, uint32_t (&r)[4]) {
+  cute::SM75_U16x8_LDSM_T::copy(*reinterpret_cast<const cute::uint128_t*>(smem), r[0], r[1], r[2], r[3]);
+}
+__device__ __forceinline__ void stsm_x4_trans(bf16* smem, const uint32_t (&r)[4]) {
+  cute::SM90_U16x8_STSM_T::copy(r[0], r[1], r[2], r[3], *reinterpret_cast<cute::uint128_t*>(smem));
+}
+
+// Lane addressing for ldmatrix.x4 / stmatrix.x4 over a 16x16 block at (row0, col0).
+// "A order": matrices (rows 0-7, cols 0-7), (rows 8-15, cols 0-7), (rows 0-7, cols 8-15), (rows 8-15, cols 8-15).
+// "B order": matrices (rows 0-7, cols 0-7), (rows 0-7, cols 8-15), (rows 8-15, cols 0-7), (rows 8-15, cols 8-15).
+struct LaneRowCol { int row, col; };
+__device__ __forceinline__ LaneRowCol lane_a_order(int lane) {
+  const int m = lane >> 3;
+  return {(lane & 7) + (m & 1) * 8, (m >> 1) * 8};
+}
+__device__ __forceinline__ LaneRowCol lane_b_order(int lane) {
+  const int m = lane >> 3;
+  return {(lane & 7) + (m >> 1) * 8, (m & 1) * 8};
+}
+
+// ---- bulk copies (TMA engine, no tensor map) -------------------------------------
+__device__ __forceinline__ void bulk_load(void* smem_dst, const void* gmem_src, int bytes, uint64_t* bar) {
+  cute::SM90_BULK_COPY_G2S::copy(gmem_src, bar, smem_dst, bytes);
+}
+
+__device__ __forceinline__ void fence_async_shared() { cutlass::arch::fence_view_async_shared(); }
+
+// ---- warp reductions ---------------------------------------------------------------
+// A select the compiler cannot turn into a dynamically indexed (local-memory) load.
+__device__ __forceinline__ float select_f32(bool pred, float if_true, float if_false) {
+  float r;
+  asm("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %3, 0;\n\tselp.f32 %0, %1, %2, p;\n\t}"
+      : "=f"(r) : "f"(if_true), "f"(if_false), "r"(int(pred)));
+  return r;
+}
+
+template <int kHalf>
+__device__ __forceinline__ void reduce_scatter_stage(float (&v)[32], int lane) {
+  const bool upper = lane & kHalf;
+#pragma unroll
+  for (int i = 0; i < kHalf; ++i) {
+    const float send = select_f32(upper, v[i], v[i + kHalf]);
+    const float keep = select_f32(upper, v[i + kHalf], v[i]);
+    v[i] = keep + __shfl_xor_sync(0xffffffffu, send, kHalf);
+  }
+}
+
+// 32 partial sums per lane in, lane l out with the warp total of value l
+// (a reduce-scatter butterfly: 31 shuffles instead of 160).
+__device__ __forceinline__ float warp_reduce_scatter32(float (&v)[32], int lane) {
+  reduce_scatter_stage<16>(v, lane);
+  reduce_scatter_stage<8>(v, lane);
+  reduce_scatter_stage<4>(v, lane);
+  reduce_scatter_stage<2>(v, lane);
+  reduce_scatter_stage<1>(v, lane);
+  return v[0];
+}
+
+}  // namespace flash_kda::sm90

@@ -1,0 +1,50 @@
+// The SM90 forward kernel: one CTA per (sequence, head, value block); four
+// prep warps (producer) feed kBV/16 recurrence warps (consumer) through a
+// 4-stage shared-memory pipeline of mbarriers.
+#pragma once
+
+#include "cuda/sm90/chunk_prep.cuh"
+#include "cuda/sm90/recurrence.cuh"
+
+namespace flash_kda::sm90 {
+
+template <int kBV>
+struct FwdKernelTraits {
+  static constexpr int kRecurrenceWarps = kBV / 16;
+  static constexpr int kThreads = 32 * (kRecurrenceWarps + kPrepWarps);
+  static constexpr size_t kSmemBytes = sizeof(SharedStorage<kBV>);
+};
+
+template <int kBV>
+__global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
+    kda_fwd_kernel(const __grid_constant__ FwdKernelParams params) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using Traits = FwdKernelTraits<kBV>;
+  extern __shared__ __align__(128) unsigned char smem_bytes[];
+  auto& smem = *reinterpret_cast<SharedStorage<kBV>*>(smem_bytes);
+
+  WorkItem item;
+  if (!make_work_item(params, item)) return;
+
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < kStages; ++i) {
+      Barrier::init(&smem.raw_qkg_full[i], 1);
+      Barrier::init(&smem.raw_v_full[i], 1);
+      Barrier::init(&smem.prepped_full[i], 32);
+      Barrier::init(&smem.prepped_empty[i], 32 * Traits::kRecurrenceWarps);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  if (warp < Traits::kRecurrenceWarps) {
+    Recurrence<kBV>{params, smem, item, warp, lane}.run();
+  } else {
+    ChunkPrep<kBV>{params, smem, item, warp - Traits::kRecurrenceWarps, lane}.run();
+  }
+#endif
+}
+
+}  // namespace flash_kda::sm90

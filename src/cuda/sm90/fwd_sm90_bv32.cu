@@ -1,0 +1,6 @@
+// Instantiation of the SM90 forward for 32-row value blocks.
+#include "cuda/sm90/fwd_launch.cuh"
+
+namespace flash_kda::sm90 {
+template cudaError_t launch_fwd<32>(const FwdKernelParams&, int, cudaStream_t);
+}  // namespace flash_kda::sm90

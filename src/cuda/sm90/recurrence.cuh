@@ -1,0 +1,160 @@
+// The recurrence role (consumer): the only state-dependent work.
+//
+// Recurrence warp w owns 16 value rows of the state S (V x K), kept in fp32
+// mma accumulators for the whole sequence: it never leaves registers. Per chunk:
+//   P   = S·[W; qd]ᵀ                    (32 mma.sync, S rounded to bf16 on the fly)
+//   Uᵀ  = U0ᵀ − P_W                      (fp32)
+//   Oᵀ  = P_qd + Uᵀ·Mqkᵀ                 (fp32 accumulate, rounded once to bf16)
+//   S   = S·diag(2^Γ) + Uᵀ·kr            (fp32)
+// and the 16 x 16 output tile goes to HBM through a small staging buffer.
+#pragma once
+
+#include "cuda/sm90/shared_storage.cuh"
+#include "cuda/sm90/work_item.cuh"
+
+namespace flash_kda::sm90 {
+
+template <int kBV>
+struct Recurrence {
+  using Smem = SharedStorage<kBV>;
+  static constexpr int kNTiles = kDim / 8;  // 16 accumulator tiles of 8 key channels
+
+  const FwdKernelParams& p;
+  Smem& s;
+  const WorkItem& w;
+  const int warp;  // 0 .. kBV/16 - 1
+  const int lane;
+
+  // Row of the global state this lane's accumulator element e belongs to.
+  __device__ int64_t state_row(int e) const {
+    const int v = w.vblock * kBV + warp * 16 + (lane >> 2) + (e >> 1) * 8;
+    return (int64_t(w.sequence) * p.heads + w.head) * kDim + v;
+  }
+
+  __device__ void load_state(FragC (&S)[kNTiles]) const {
+    if (p.initial_kind == StateKind::kNone) return;  // zeros
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt) {
+      const int col = nt * 8 + 2 * (lane & 3);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int64_t off = state_row(2 * half) * kDim + col;
+        float2 v;
+        if (p.initial_kind == StateKind::kFloat32) {
+          v = *reinterpret_cast<const float2*>(static_cast<const float*>(p.initial_state) + off);
+        } else {
+          v = unpack_bf16x2(*reinterpret_cast<const uint32_t*>(static_cast<const bf16*>(p.initial_state) + off));
+        }
+        S[nt].x[2 * half] = v.x;
+        S[nt].x[2 * half + 1] = v.y;
+      }
+    }
+  }
+
+  __device__ void store_state(const FragC (&S)[kNTiles]) const {
+    if (p.final_kind == StateKind::kNone) return;
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt) {
+      const int col = nt * 8 + 2 * (lane & 3);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int64_t off = state_row(2 * half) * kDim + col;
+        const float x0 = S[nt].x[2 * half], x1 = S[nt].x[2 * half + 1];
+        if (p.final_kind == StateKind::kFloat32) {
+          *reinterpret_cast<float2*>(static_cast<float*>(p.final_state) + off) = make_float2(x0, x1);
+        } else {
+          *reinterpret_cast<uint32_t*>(static_cast<bf16*>(p.final_state) + off) = pack_bf16x2(x0, x1);
+        }
+      }
+    }
+  }
+
+  __device__ void run() {
+    FragC S[kNTiles];
+    load_state(S);
+    // The final state may alias the initial state: every CTA has read its
+    // rows above before anyone writes them below (disjoint rows per CTA).
+
+    const LaneRowCol ar = lane_a_order(lane), br = lane_b_order(lane);
+    const int qid = lane & 3;
+    bf16* staging = s.out_staging[warp];
+
+    for (int c = 0; c < w.num_chunks; ++c) {
+      const int stage = c % kStages;
+      Barrier::wait(&s.prepped_full[stage], (c / kStages) & 1);
+      const auto& in = s.prepped[stage];
+
+      // P = S·[W; qd]ᵀ: pw (tokens 0-7, 8-15 of W), pq (of qd)
+      FragC pw[2], pq[2];
+#pragma unroll
+      for (int ks = 0; ks < kDim / 16; ++ks) {
+        FragA a;
+        a.x[0] = pack_bf16x2(S[2 * ks].x[0], S[2 * ks].x[1]);
+        a.x[1] = pack_bf16x2(S[2 * ks].x[2], S[2 * ks].x[3]);
+        a.x[2] = pack_bf16x2(S[2 * ks + 1].x[0], S[2 * ks + 1].x[1]);
+        a.x[3] = pack_bf16x2(S[2 * ks + 1].x[2], S[2 * ks + 1].x[3]);
+        uint32_t bw[4], bq[4];
+        ldsm_x4(&in.wq[swz128(br.row, 16 * ks + br.col)], bw);
+        ldsm_x4(&in.wq[swz128(kChunk + br.row, 16 * ks + br.col)], bq);
+        mma(pw[0], a, FragB{{bw[0], bw[1]}});
+        mma(pw[1], a, FragB{{bw[2], bw[3]}});
+        mma(pq[0], a, FragB{{bq[0], bq[1]}});
+        mma(pq[1], a, FragB{{bq[2], bq[3]}});
+      }
+
+      // Uᵀ = U0ᵀ − S·Wᵀ, then as a bf16 A operand (k = tokens)
+      const float4 u0a = reinterpret_cast<const float4*>(in.u0[warp][lane])[0];
+      const float4 u0b = reinterpret_cast<const float4*>(in.u0[warp][lane])[1];
+      FragA ua;
+      ua.x[0] = pack_bf16x2(u0a.x - pw[0].x[0], u0a.y - pw[0].x[1]);
+      ua.x[1] = pack_bf16x2(u0a.z - pw[0].x[2], u0a.w - pw[0].x[3]);
+      ua.x[2] = pack_bf16x2(u0b.x - pw[1].x[0], u0b.y - pw[1].x[1]);
+      ua.x[3] = pack_bf16x2(u0b.z - pw[1].x[2], u0b.w - pw[1].x[3]);
+
+      // Oᵀ = qd·Sᵀ + Uᵀ·Mqkᵀ
+      {
+        uint32_t bm[4];
+        ldsm_x4(&in.mqk[swz16(br.row, br.col)], bm);
+        mma(pq[0], ua, FragB{{bm[0], bm[1]}});
+        mma(pq[1], ua, FragB{{bm[2], bm[3]}});
+      }
+
+      // S = S·diag(2^Γ) + Uᵀ·kr
+#pragma unroll
+      for (int cb = 0; cb < kDim / 16; ++cb) {
+        uint32_t bk[4];
+        ldsm_x4_trans(&in.kr[swz128(ar.row, 16 * cb + ar.col)], bk);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int nt = 2 * cb + h;
+          const float2 d = *reinterpret_cast<const float2*>(&in.decay[nt * 8 + 2 * qid]);
+          S[nt].x[0] *= d.x;
+          S[nt].x[1] *= d.y;
+          S[nt].x[2] *= d.x;
+          S[nt].x[3] *= d.y;
+          mma(S[nt], ua, FragB{{bk[2 * h], bk[2 * h + 1]}});
+        }
+      }
+      __syncwarp();
+      Barrier::arrive(&s.prepped_empty[stage]);
+
+      // Output tile [16 tokens][16 values] via stmatrix.trans, then 16-byte stores.
+      const uint32_t o[4] = {pack_bf16x2(pq[0].x[0], pq[0].x[1]), pack_bf16x2(pq[0].x[2], pq[0].x[3]),
+                             pack_bf16x2(pq[1].x[0], pq[1].x[1]), pack_bf16x2(pq[1].x[2], pq[1].x[3])};
+      stsm_x4_trans(&staging[br.row * 16 + br.col], o);
+      __syncwarp();
+      const int tok = lane >> 1;
+      if (tok < w.valid_rows(c)) {
+        const uint4 val = *reinterpret_cast<const uint4*>(&staging[tok * 16 + (lane & 1) * 8]);
+        const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + tok) + w.vblock * kBV +
+                            warp * 16 + (lane & 1) * 8;
+        *reinterpret_cast<uint4*>(static_cast<bf16*>(p.out) + off) = val;
+      }
+      __syncwarp();  // staging is rewritten next chunk
+    }
+
+    store_state(S);
+  }
+};
+
+}  // namespace flash_kda::sm90

@@ -1,0 +1,62 @@
+// Shared-memory layout of the SM90 forward kernel.
+//
+// Four prep warps each own one pipeline stage: chunk c lives in stage c % 4.
+//   raw:     bulk-copy targets for the chunk's q, k, g (one barrier) and v (another)
+//   scratch: the prep warp's private working tiles (kd, ki, qd, kr, L / INV·diag(b))
+//   prepped: what the recurrence warps read for the chunk (W;qd, kr, Mqk, 2^Γ, U0ᵀ)
+#pragma once
+
+#include "cuda/sm90/device_utils.cuh"
+#include "common/constants.h"
+
+namespace flash_kda::sm90 {
+
+inline constexpr int kDim = kHeadDim;      // K == V == 128
+inline constexpr int kStages = 4;          // == prep warps
+inline constexpr int kPrepWarps = kStages;
+
+template <int kBV>
+struct SharedStorage {
+  static_assert(kChunk == 16, "the fragment layouts assume 16-token chunks");
+  static constexpr int kVTiles = kBV / 16;  // 16-row slices of this CTA's V block
+
+  struct Raw {
+    bf16 q[kChunk * kDim];   // linear rows: bulk-copy destinations
+    bf16 k[kChunk * kDim];
+    bf16 g[kChunk * kDim];
+    bf16 v[kChunk * kBV];
+  };
+  struct Scratch {
+    bf16 kd[kChunk * kDim];  // swizzled (swz128)
+    bf16 ki[kChunk * kDim];
+    bf16 qd[kChunk * kDim];
+    bf16 kr[kChunk * kDim];
+    // fp32 L (strictly lower, rows scaled by b), later overwritten by the
+    // bf16 hi/lo split of INV·diag(b) (swz16 tiles).
+    union {
+      float lmat[kChunk * kChunk];
+      struct {
+        bf16 hi[kChunk * kChunk];
+        bf16 lo[kChunk * kChunk];
+      } invb;
+    };
+  };
+  struct Prepped {
+    bf16 wq[2 * kChunk * kDim];      // rows 0-15: W = INV·diag(b)·kd; rows 16-31: qd (swz128)
+    bf16 kr[kChunk * kDim];          // swz128
+    bf16 mqk[kChunk * kChunk];       // swz16, lower triangle with diagonal
+    float decay[kDim];               // 2^Γ per key channel
+    float u0[kVTiles][32][8];        // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in mma-fragment order
+  };
+
+  Raw raw[kStages];
+  Scratch scratch[kStages];
+  Prepped prepped[kStages];
+  bf16 out_staging[kVTiles][kChunk * 16];  // per recurrence warp: [token][16 values]
+  uint64_t raw_qkg_full[kStages];
+  uint64_t raw_v_full[kStages];
+  uint64_t prepped_full[kStages];
+  uint64_t prepped_empty[kStages];
+};
+
+}  // namespace flash_kda::sm90
