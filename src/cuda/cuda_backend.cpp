@@ -8,6 +8,7 @@
 #include <string>
 
 #include "api/validate.h"
+#include "common/constants.h"
 #include "cuda/sm90/fwd_launch.h"
 
 namespace flash_kda::cuda {
