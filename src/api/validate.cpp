@@ -1,6 +1,7 @@
 #include "api/validate.h"
 
 #include <cmath>
+#include <iomanip>
 #include <sstream>
 #include <vector>
 
@@ -21,6 +22,12 @@ std::string shape_string(std::initializer_list<int64_t> dims) {
   int i = 0;
   for (int64_t d : dims) s << (i++ ? ", " : "") << d;
   s << "]";
+  return s.str();
+}
+
+std::string number_string(double x) {
+  std::ostringstream s;
+  s << std::setprecision(17) << x;
   return s.str();
 }
 
@@ -229,10 +236,10 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
   }
 
   if (!std::isfinite(p.scale))
-    fail(ErrorKind::kValue, "scale", "scale: expected a finite number, got " + std::to_string(p.scale));
+    fail(ErrorKind::kValue, "scale", "scale: expected a finite number, got " + number_string(p.scale));
   if (!(p.lower_bound >= kMinLowerBound && p.lower_bound <= kMaxLowerBound))
     fail(ErrorKind::kValue, "lower_bound",
-         "lower_bound: expected a value in [-5, 0], got " + std::to_string(p.lower_bound));
+         "lower_bound: expected a value in [-5, 0], got " + number_string(p.lower_bound));
 
   // Outputs must not overlap inputs or each other. final_state may be the
   // very same tensor as initial_state (updated in place).

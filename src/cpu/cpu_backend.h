@@ -10,8 +10,9 @@ namespace flash_kda::cpu {
 // Inputs validated; `out` may be bf16/fp32/fp64, states bf16/fp32/fp64.
 void reference_forward(const FwdParams& params, const FwdShape& shape);
 
-// Inputs validated against the `fwd` contract (bf16 out, bf16/fp32 states).
-// Parallel over (sequence, head).
+// Inputs validated against the `fwd` contract (bf16 out, bf16/fp32 states);
+// out and states of dtype fp32/fp64 are also accepted (the tests use an fp32
+// out to measure the fp32 algorithm's own error). Parallel over (sequence, head).
 void chunked_forward(const FwdParams& params, const FwdShape& shape);
 
 }  // namespace flash_kda::cpu

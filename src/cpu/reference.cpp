@@ -1,0 +1,99 @@
+// The float64 oracle: the KDA recurrence of docs/kda.md, one token at a time.
+//
+// For every sequence n and head h the state S (V x K, "value-major", as
+// final_state[n, h, v, k]) starts from initial_state (or zeros) and, per token:
+//
+//   a      = exp(A_log[h])
+//   gate_c = lower_bound * sigmoid(a * (g_c + dt_bias[h, c]))     c = 0..K-1
+//   b      = sigmoid(beta)
+//   q, k   = x / sqrt(sum(x^2) + 1e-6)                            L2 normalisation
+//   S      = S * exp(gate)[None, :]                               decay key channels
+//   S     += b * (v - S k) k^T                                    delta rule
+//   o      = scale * S q
+//
+// Each value row S[v, :] evolves on its own (it only meets k, gate, b and
+// v[v]), so the update is written row by row.
+#include <cmath>
+#include <vector>
+
+#include "common/constants.h"
+#include "cpu/bf16.h"
+#include "cpu/cpu_backend.h"
+
+namespace flash_kda::cpu {
+namespace {
+
+double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+// Reads `n` consecutive elements starting at flat index `offset`.
+void load_row(const TensorRef& t, int64_t offset, int64_t n, double* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = load_element(t, offset + i);
+}
+
+void l2_normalise(std::vector<double>& x) {
+  double sum_sq = 0;
+  for (double e : x) sum_sq += e * e;
+  const double inv_norm = 1.0 / std::sqrt(sum_sq + kL2NormEps);
+  for (double& e : x) e *= inv_norm;
+}
+
+// Runs one (sequence, head): tokens [begin, end) of the flattened [B*T] token axis.
+void run_head(const FwdParams& p, int64_t n, int64_t h, int64_t begin, int64_t end, int64_t H) {
+  const int64_t K = kHeadDim, V = kHeadDim;
+  const int64_t state_offset = (n * H + h) * V * K;
+
+  // Read the whole initial state before anything is written: final_state may
+  // be the very same tensor.
+  std::vector<double> S(V * K, 0.0);
+  if (p.initial_state.present()) load_row(p.initial_state, state_offset, V * K, S.data());
+
+  const double a = std::exp(load_element(p.A_log, h));
+  std::vector<double> dt_bias(K);
+  load_row(p.dt_bias, h * K, K, dt_bias.data());
+
+  std::vector<double> q(K), k(K), g(K), v(V), decay(K);
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t qk_offset = (t * H + h) * K;
+    const int64_t v_offset = (t * H + h) * V;
+    load_row(p.q, qk_offset, K, q.data());
+    load_row(p.k, qk_offset, K, k.data());
+    load_row(p.g, qk_offset, K, g.data());
+    load_row(p.v, v_offset, V, v.data());
+    const double b = sigmoid(load_element(p.beta, t * H + h));
+    l2_normalise(q);
+    l2_normalise(k);
+    for (int64_t c = 0; c < K; ++c)
+      decay[c] = std::exp(p.lower_bound * sigmoid(a * (g[c] + dt_bias[c])));
+
+    for (int64_t r = 0; r < V; ++r) {
+      double* row = &S[r * K];
+      for (int64_t c = 0; c < K; ++c) row[c] *= decay[c];           // S = S * exp(gate)
+      double sk = 0;
+      for (int64_t c = 0; c < K; ++c) sk += row[c] * k[c];          // (S k)[r]
+      const double delta = b * (v[r] - sk);
+      for (int64_t c = 0; c < K; ++c) row[c] += delta * k[c];       // S += b (v - S k) k^T
+      double sq = 0;
+      for (int64_t c = 0; c < K; ++c) sq += row[c] * q[c];          // (S q)[r]
+      store_element(p.out, v_offset + r, p.scale * sq);
+    }
+  }
+
+  if (p.final_state.present())
+    for (int64_t i = 0; i < V * K; ++i) store_element(p.final_state, state_offset + i, S[i]);
+}
+
+}  // namespace
+
+void reference_forward(const FwdParams& p, const FwdShape& shape) {
+  const int64_t H = shape.heads;
+  const auto* cu = static_cast<const int64_t*>(p.cu_seqlens.data);
+  for (int64_t n = 0; n < shape.num_sequences; ++n) {
+    // Tokens are indexed on the flattened [B*T] axis: row b of a fixed batch
+    // starts at b*T; with cu_seqlens B == 1 and sequence n is cu[n]..cu[n+1].
+    const int64_t begin = shape.varlen ? cu[n] : n * shape.tokens;
+    const int64_t end = shape.varlen ? cu[n + 1] : begin + shape.tokens;
+    for (int64_t h = 0; h < H; ++h) run_head(p, n, h, begin, end, H);
+  }
+}
+
+}  // namespace flash_kda::cpu
