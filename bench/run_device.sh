@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# The one script run on the GPU machine per call, from the repository root:
+#
+#   bash bench/run_device.sh        # results in $OUT (default /tmp/flash_kda_out)
+#
+# 1. carried wheels (.whl/*.whl) -> /tmp/site, on PYTHONPATH
+# 2. machine facts (nvidia-smi, nvcc, torch)
+# 3. build + install flash_kda for the local GPU (pip, scikit-build-core,
+#    sm_90a); C++ GoogleTest suites with ctest when GoogleTest is there
+# 4. pytest tests/python tests/gpu (FLASH_KDA_RESULTS_DIR=$OUT -> accuracy.json)
+# 5. compute-sanitizer memcheck + racecheck on bench/sanitize_case.py
+# 6. bench/bench_fwd.py --json $OUT/bench.json
+# 7. $OUT/results.md (printed last)
+#
+# Files left in $OUT (at most 8 come back): results.md, build.log, cpp.log,
+# pytest.log, accuracy.json, sanitizer.log, bench.json.
+#
+# Environment:
+#   SKIP_BUILD=1 SKIP_TESTS=1 SKIP_SANITIZER=1 SKIP_BENCH=1   skip a step
+#   PYTEST_ARGS      replaces the default pytest options "-q -rfEs"
+#   PYTEST_PATHS     replaces the default "tests/python tests/gpu"
+#   BENCH_CASES      bench case filter (bench_fwd.py --cases), e.g. "H96 T8192,varlen6"
+#   BENCH_ARGS       extra bench_fwd.py arguments, e.g. "--repeats 300 --no-fla"
+#   SANITIZER_TOOLS  default "memcheck racecheck" (add synccheck / initcheck)
+#   FLASH_KDA_CUDA_ARCHS  default 90a
+#   FLASH_KDA_CPP_TESTS   1 / 0 forces the C++ tests on / off (default: when gtest.h is found)
+#   RUN_BUDGET_S     seconds the whole script may take (default 540); later steps
+#                    get what earlier ones left
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+REPO=$PWD
+OUT=${OUT:-/tmp/flash_kda_out}
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/flash_kda_run.XXXXXX)
+STEPS=$WORK/steps.tsv
+: >"$STEPS"
+BUDGET_S=${RUN_BUDGET_S:-540}
+START=$SECONDS
+ARCHS=${FLASH_KDA_CUDA_ARCHS:-90a}
+NPROC=$(nproc 2>/dev/null || echo 8)
+export PYTHONUNBUFFERED=1
+export PYTHONDONTWRITEBYTECODE=1
+
+section() { printf '\n======== [%4ds] %s ========\n' "$((SECONDS - START))" "$*"; }
+# record NAME STATUS SECONDS NOTE   (STATUS: PASS FAIL SKIP)
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >>"$STEPS"; echo ">> $1: $2 (${3}s) ${4:-}"; }
+remaining() { echo $((BUDGET_S - (SECONDS - START))); }
+# clamp CAP RESERVE: min(CAP, remaining - RESERVE), at least 30
+clamp() {
+  local r=$(($(remaining) - $2))
+  ((r > $1)) && r=$1
+  ((r < 30)) && r=30
+  echo "$r"
+}
+
+# ---------------------------------------------------------------------------------
+section "1. carried wheels -> /tmp/site"
+t=$SECONDS
+if compgen -G ".whl/*.whl" >/dev/null; then
+  ls -1 .whl/*.whl
+  if python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl; then
+    record wheels PASS $((SECONDS - t)) "$(ls .whl/*.whl | wc -l) wheels"
+  else
+    record wheels FAIL $((SECONDS - t)) "pip install --target /tmp/site failed"
+  fi
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+else
+  record wheels SKIP 0 "no .whl/ folder carried"
+fi
+
+# ---------------------------------------------------------------------------------
+section "2. machine"
+nvidia-smi || true
+nvcc --version || true
+python3 - <<'EOF' || true
+import sys
+print("python", sys.version.split()[0], sys.executable)
+try:
+    import torch
+    print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        print("gpu", torch.cuda.get_device_name(0), f"cc {p.major}.{p.minor}", p.multi_processor_count, "SMs",
+              f"{p.total_memory / 2**30:.0f} GiB")
+except Exception as e:
+    print("torch:", e)
+for m in ("triton", "nanobind", "scikit_build_core", "cupy", "fla", "einops", "packaging", "pathspec"):
+    try:
+        mod = __import__(m)
+        print(m, getattr(mod, "__version__", "?"), getattr(mod, "__file__", ""))
+    except Exception as e:
+        print(m, "MISSING", type(e).__name__, e)
+EOF
+
+# ---------------------------------------------------------------------------------
+section "3. build + install flash_kda (FLASH_KDA_CUDA=ON, archs $ARCHS)"
+BUILD_OK=0
+BUILD_DIR=build/gpu
+if [[ "${SKIP_BUILD:-0}" == 1 ]]; then
+  record build SKIP 0 "SKIP_BUILD=1 (using the installed flash_kda)"
+  BUILD_OK=1
+else
+  t=$SECONDS
+  CUTLASS_INC=$(python3 -c "import importlib.util, os; s = importlib.util.find_spec('cutlass_library'); print(os.path.join(os.path.dirname(s.origin), 'source', 'include') if s else '')" 2>/dev/null)
+  CPP_TESTS=${FLASH_KDA_CPP_TESTS:-}
+  if [[ -z "$CPP_TESTS" ]]; then
+    CPP_TESTS=0
+    for f in /usr/include/gtest/gtest.h /usr/local/include/gtest/gtest.h; do [[ -f $f ]] && CPP_TESTS=1; done
+    [[ -n "${GTEST_ROOT:-}${GTest_ROOT:-}" ]] && CPP_TESTS=1
+  fi
+  echo "CUTLASS headers: ${CUTLASS_INC:-not found (cmake will look itself)}; C++ tests: $CPP_TESTS"
+  build() {  # build TESTS(0/1)
+    local cfg=("--config-settings=build-dir=$BUILD_DIR"
+      "--config-settings=cmake.define.FLASH_KDA_CUDA=ON"
+      "--config-settings=cmake.define.FLASH_KDA_CUDA_ARCHS=$ARCHS")
+    [[ -n "$CUTLASS_INC" && -f "$CUTLASS_INC/cute/tensor.hpp" ]] &&
+      cfg+=("--config-settings=cmake.define.CUTLASS_INCLUDE_DIR=$CUTLASS_INC")
+    if [[ $1 == 1 ]]; then cfg+=(--config-settings=cmake.define.FLASH_KDA_BUILD_TESTS=ON)
+    else cfg+=(--config-settings=cmake.define.FLASH_KDA_BUILD_TESTS=OFF); fi
+    echo "pip install --no-build-isolation --no-deps -v ${cfg[*]} ." | tee -a "$OUT/build.log"
+    FLASH_KDA_CUDA=ON FLASH_KDA_CUDA_ARCHS=$ARCHS CMAKE_BUILD_PARALLEL_LEVEL=$NPROC \
+      timeout "$(clamp 420 120)" python3 -m pip install --no-build-isolation --no-deps -v "${cfg[@]}" . \
+      >>"$OUT/build.log" 2>&1
+  }
+  : >"$OUT/build.log"
+  if build "$CPP_TESTS"; then
+    BUILD_OK=1
+  elif [[ "$CPP_TESTS" == 1 ]]; then
+    echo "build with the C++ tests failed; tail:"
+    tail -n 30 "$OUT/build.log"
+    echo "retrying without the C++ tests"
+    CPP_TESTS=0
+    build 0 && BUILD_OK=1
+  fi
+  if [[ $BUILD_OK == 1 ]]; then
+    record build PASS $((SECONDS - t)) "log: build.log"
+  else
+    echo "---- build failed; last 80 lines of build.log ----"
+    tail -n 80 "$OUT/build.log"
+    record build FAIL $((SECONDS - t)) "see build.log"
+  fi
+  grep -E "warning" "$OUT/build.log" | grep -v -E "^\s*$" | sort | uniq -c | sort -rn | head -n 10 || true
+fi
+(cd /tmp && python3 -c "import flash_kda, sys; print('flash_kda', flash_kda.__file__); print(flash_kda.build_info()); print('cuda_available', flash_kda.cuda_available())") || true
+
+# C++ tests (ctest in the same build tree)
+if [[ "${SKIP_BUILD:-0}" != 1 && $BUILD_OK == 1 && "${CPP_TESTS:-0}" == 1 ]]; then
+  section "3b. C++ tests (ctest)"
+  t=$SECONDS
+  if timeout "$(clamp 180 240)" ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$NPROC" --timeout 120 \
+    >"$OUT/cpp.log" 2>&1; then
+    record cpp_tests PASS $((SECONDS - t)) "$(grep -E 'tests passed' "$OUT/cpp.log" | tail -n 1)"
+  else
+    tail -n 40 "$OUT/cpp.log"
+    record cpp_tests FAIL $((SECONDS - t)) "$(grep -E 'tests passed|No tests were found' "$OUT/cpp.log" | tail -n 1)"
+  fi
+  tail -n 3 "$OUT/cpp.log"
+else
+  echo "C++ tests skipped: GoogleTest (gtest/gtest.h) not found on this machine, or no build" | tee "$OUT/cpp.log"
+  record cpp_tests SKIP 0 "GoogleTest not available here (or build skipped/failed)"
+fi
+
+# ---------------------------------------------------------------------------------
+section "4. pytest"
+if [[ "${SKIP_TESTS:-0}" == 1 ]]; then
+  record pytest SKIP 0 "SKIP_TESTS=1"
+else
+  t=$SECONDS
+  # shellcheck disable=SC2086
+  COLUMNS=200 FLASH_KDA_RESULTS_DIR=$OUT FLASH_KDA_REQUIRE_CUDA=1 timeout "$(clamp 300 150)" \
+    python3 -m pytest ${PYTEST_PATHS:-tests/python tests/gpu} ${PYTEST_ARGS:--q -rfEs} -p no:cacheprovider \
+    2>&1 | tee "$OUT/pytest.log"
+  rc=${PIPESTATUS[0]}
+  summary=$(grep -E '[0-9]+ (passed|failed|error|errors|skipped)' "$OUT/pytest.log" | tail -n 1)
+  if [[ $rc == 0 ]]; then record pytest PASS $((SECONDS - t)) "$summary"
+  elif [[ $rc == 124 ]]; then record pytest FAIL $((SECONDS - t)) "timed out; $summary"
+  else record pytest FAIL $((SECONDS - t)) "exit $rc; $summary"; fi
+fi
+
+# ---------------------------------------------------------------------------------
+section "5. compute-sanitizer"
+: >"$OUT/sanitizer.log"
+if [[ "${SKIP_SANITIZER:-0}" == 1 ]]; then
+  record sanitizer SKIP 0 "SKIP_SANITIZER=1"
+elif ! command -v compute-sanitizer >/dev/null; then
+  record sanitizer SKIP 0 "compute-sanitizer not on PATH"
+else
+  for tool in ${SANITIZER_TOOLS:-memcheck racecheck}; do
+    t=$SECONDS
+    echo "=== compute-sanitizer --tool $tool ===" | tee -a "$OUT/sanitizer.log"
+    timeout "$(clamp 150 120)" compute-sanitizer --tool "$tool" --error-exitcode 1 --print-limit 50 \
+      python3 bench/sanitize_case.py 2>&1 | tee -a "$OUT/sanitizer.log"
+    rc=${PIPESTATUS[0]}
+    verdict=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitizer.log" | tail -n 1)
+    echo "=== end $tool: exit $rc ===" >>"$OUT/sanitizer.log"
+    if [[ $rc == 0 ]]; then record "sanitizer_$tool" PASS $((SECONDS - t)) "$verdict"
+    elif [[ $rc == 124 ]]; then record "sanitizer_$tool" FAIL $((SECONDS - t)) "timed out"
+    else record "sanitizer_$tool" FAIL $((SECONDS - t)) "exit $rc; $verdict"; fi
+  done
+fi
+
+# ---------------------------------------------------------------------------------
+section "6. benchmark"
+if [[ "${SKIP_BENCH:-0}" == 1 ]]; then
+  record bench SKIP 0 "SKIP_BENCH=1"
+else
+  t=$SECONDS
+  rem=$(remaining)
+  budget=$((rem - 120))
+  ((budget < 20)) && budget=20
+  echo "time left ${rem}s: bench starts no new case after ${budget}s"
+  # shellcheck disable=SC2086
+  timeout "$(clamp 600 25)" python3 bench/bench_fwd.py --json "$OUT/bench.json" --time-budget "$budget" \
+    ${BENCH_CASES:+--cases "$BENCH_CASES"} ${BENCH_ARGS:-} 2>&1 | tee "$WORK/bench.log"
+  rc=${PIPESTATUS[0]}
+  if [[ $rc == 0 ]]; then record bench PASS $((SECONDS - t)) "bench.json"
+  elif [[ $rc == 124 ]]; then record bench FAIL $((SECONDS - t)) "timed out (bench.json holds the cases done)"
+  else record bench FAIL $((SECONDS - t)) "exit $rc"; fi
+fi
+
+# ---------------------------------------------------------------------------------
+section "7. results"
+for f in "$OUT"/*.log; do  # what comes back is at most 16 MiB a file
+  [[ -f $f ]] || continue
+  if (($(stat -c %s "$f") > 15000000)); then
+    tail -c 15000000 "$f" >"$f.tmp" && mv "$f.tmp" "$f"
+  fi
+done
+python3 bench/write_results.py --out "$OUT" --steps "$STEPS" --repo "$REPO" --elapsed $((SECONDS - START))
+rc=$?
+echo
+cat "$OUT/results.md" 2>/dev/null || echo "results.md was not written"
+rm -rf "$WORK"
+exit $rc

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""A tiny forward for compute-sanitizer (memcheck, racecheck, ...):
+
+    compute-sanitizer --tool memcheck --error-exitcode 1 python3 bench/sanitize_case.py
+
+Inputs are made on the host and copied to the device, so nearly every kernel
+the sanitizer sees is flash_kda's. Cases: varlen H=2 lengths [1, 17, 0, 40]
+with fp32 states (the required one), then B=2 T=19 H=2 with bf16 states.
+Outputs are NaN-poisoned; exits 1 if any output is left unwritten or differs
+from the float64 oracle by more than the accuracy bar, 2 if it cannot run.
+"""
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "gpu"))
+
+try:
+    import torch
+    import flash_kda
+    import kda_cases
+    from kda_cases import Case
+except Exception as e:  # pragma: no cover
+    print(f"sanitize_case: cannot run: {type(e).__name__}: {e}")
+    sys.exit(2)
+
+CASES = [
+    Case(lengths=[1, 17, 0, 40], H=2, init="fp32", final="fp32", gate="normal", dt="uniform", seed=7),
+    Case(B=2, T=19, H=2, init="bf16", final="bf16", gate="uniform", dt="uniform", seed=8),
+]
+
+
+def main() -> int:
+    if not torch.cuda.is_available() or not flash_kda.cuda_available():
+        print("sanitize_case: no CUDA device usable by flash_kda")
+        return 2
+    failed = 0
+    for case in CASES:
+        host = kda_cases.make_inputs(case, device="cpu")
+        dev = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in host.items()}
+        out_h, fs_h = kda_cases.new_outputs(case, host)
+        out, fs = out_h.cuda(), fs_h.cuda()
+        for _ in range(2):  # twice: a second call must not depend on leftovers of the first
+            kda_cases.call_fwd(dev, out, fs)
+        torch.cuda.synchronize()
+        out_c, fs_c = out.cpu(), fs.cpu()
+        ref_out, ref_final = kda_cases.reference(host)
+        try:
+            err = kda_cases.assert_accurate(case, host, out_c, fs_c, ref_out, ref_final)
+            print(f"sanitize_case: OK {case.label()}: {err}")
+        except AssertionError as e:
+            print(f"sanitize_case: MISMATCH {case.label()}: {e}")
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""GPU suite gate: every test here needs torch, a CUDA device and a flash_kda
+build with kernels for it. Without them each test is skipped with a reason
+that starts "no CUDA device"; with FLASH_KDA_REQUIRE_CUDA=1 (bench/run_device.sh
+sets it) they fail instead, so a broken build on the GPU machine is not
+mistaken for a pass.
+
+FLASH_KDA_TEST_DEVICE=cpu runs the same cases through the CPU backend (the
+CUDA-only tests skip): a check of the suite itself on a machine without a GPU.
+"""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import kda_cases  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _require_cuda():
+    ok, reason = kda_cases.cuda_status()
+    if not ok:
+        if os.environ.get("FLASH_KDA_REQUIRE_CUDA") == "1":
+            pytest.fail(f"{reason} (FLASH_KDA_REQUIRE_CUDA=1)", pytrace=False)
+        pytest.skip(reason)
+    yield
