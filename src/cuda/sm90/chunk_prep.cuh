@@ -1,17 +1,20 @@
 // The prep role (producer): everything about a chunk that does not depend on
 // the recurrent state, computed ahead of the recurrence warps.
 //
-// Prep warp p handles chunks p, p+4, p+8, ... in stage p. Per chunk it
-//   1. bulk-loads q, k, g, v rows into its raw stage (the next chunk's loads
+// Prep pair p (two warps, "halves") handles chunks p, p+4, p+8, ... in stage p;
+// half h owns tokens 8h..8h+7 for the elementwise work and half of every
+// matrix product. Per chunk:
+//   1. bulk-load q, k, g, v rows into the raw stage (the next chunk's loads
 //      are issued as soon as this chunk's raw tiles are consumed);
-//   2. L2-normalises q and k, activates the gate, cumsums it (in-thread: a
-//      lane owns 4 key channels for all 16 tokens) and forms kd, ki, qd, kr;
+//   2. L2-normalise q and k, activate the gate and cumsum it (a lane owns 4
+//      key channels; the halves exchange their partial sums), form kd, ki, qd, kr;
 //   3. L = diag(b)·strict_lower(kd·kiᵀ) and Mqk = lower(qd·kiᵀ) on tensor cores;
-//   4. INV = (I + L)⁻¹ by fp32 forward substitution, INV·diag(b) split into
-//      bf16 hi + lo so the products below keep ~16 bits;
+//   4. INV = (I + L)⁻¹ in fp32 by 8x8 blocks (two small forward substitutions
+//      in parallel, then the off-diagonal block), INV·diag(b) split into bf16
+//      hi + lo so the products below keep ~16 bits;
 //   5. W = INV·diag(b)·kd and U0ᵀ = vᵀ·(INV·diag(b))ᵀ (the WY form takes the
 //      inverse off the recurrence's critical path);
-//   6. publishes W;qd, kr, Mqk, 2^Γ, U0ᵀ in its prepped stage.
+//   6. publish W;qd, kr, Mqk, 2^Γ, U0ᵀ in the prepped stage.
 #pragma once
 
 #include "cuda/sm90/shared_storage.cuh"
@@ -23,14 +26,18 @@ template <int kBV>
 struct ChunkPrep {
   using Smem = SharedStorage<kBV>;
   static constexpr int kVTiles = Smem::kVTiles;
+  static constexpr int kHalf = kChunk / 2;  // tokens per half
 
   const FwdKernelParams& p;
   Smem& s;
   const WorkItem& w;
-  const int stage;  // == prep warp index
+  const int stage;  // == prep pair index
+  const int half;   // 0 or 1
   const int lane;
 
-  // Issues the bulk loads of chunk c's q, k, g rows into this warp's raw stage.
+  __device__ void sync_pair() const { pair_barrier(1 + stage); }
+
+  // Issues the bulk loads of chunk c's q, k, g rows (half 0 only).
   __device__ void load_qkg(int c) {
     const int valid = w.valid_rows(c);
     auto& raw = s.raw[stage];
@@ -46,7 +53,7 @@ struct ChunkPrep {
     }
   }
 
-  // Issues the bulk loads of chunk c's v rows (this CTA's value block only).
+  // Issues the bulk loads of chunk c's v rows, this CTA's value block (half 0 only).
   __device__ void load_v(int c) {
     const int valid = w.valid_rows(c);
     uint64_t* bar = &s.raw_v_full[stage];
@@ -73,9 +80,13 @@ struct ChunkPrep {
     // Per-head constants: this lane's 4 key channels.
     const float a = expf(p.A_log[w.head]);
     const float4 dtb = *reinterpret_cast<const float4*>(p.dt_bias + w.head * kDim + 4 * lane);
+    const int gid = lane >> 2, qid = lane & 3;
+    const int t0 = half * kHalf;  // first token of this half
 
-    load_qkg(first);
-    load_v(first);
+    if (half == 0) {
+      load_qkg(first);
+      load_v(first);
+    }
     float beta_next = load_beta(first);
 
     for (int c = first, it = 0; c < w.num_chunks; c += kStages, ++it) {
@@ -89,43 +100,53 @@ struct ChunkPrep {
 
       Barrier::wait(&s.raw_qkg_full[stage], phase);
 
-      // ---- L2 norms of q and k rows (one reduce-scatter for all 32 sums) ----
-      float sums[32];
+      // ---- L2 norms of this half's q and k rows ----
+      float sums[2 * kHalf];
 #pragma unroll
-      for (int t = 0; t < kChunk; ++t) {
-        const float4 q4 = load4(raw.q, t, valid);
-        const float4 k4 = load4(raw.k, t, valid);
+      for (int t = 0; t < kHalf; ++t) {
+        const float4 q4 = load4(raw.q, t0 + t, valid);
+        const float4 k4 = load4(raw.k, t0 + t, valid);
         sums[t] = q4.x * q4.x + q4.y * q4.y + q4.z * q4.z + q4.w * q4.w;
-        sums[kChunk + t] = k4.x * k4.x + k4.y * k4.y + k4.z * k4.z + k4.w * k4.w;
+        sums[kHalf + t] = k4.x * k4.x + k4.y * k4.y + k4.z * k4.z + k4.w * k4.w;
       }
-      // lane l < 16: 1/|q_l|, lane l >= 16: 1/|k_(l-16)|
-      const float rnorm = rsqrtf(warp_reduce_scatter32(sums, lane) + float(kL2NormEps));
+      // lane l: (l % 16) < 8: 1/|q_(t0 + l%16)|, else 1/|k_(t0 + l%16 - 8)|
+      const float rnorm = rsqrtf(warp_reduce_scatter16(sums, lane) + float(kL2NormEps));
 
       // ---- gate: gate_t = lower_bound·log2(e)·sigmoid(a·(g_t + dt_bias)) ----
-      float gate[kChunk][4];
-      float gamma[4] = {0.f, 0.f, 0.f, 0.f};
+      float gate[kHalf][4];
+      float part[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-      for (int t = 0; t < kChunk; ++t) {
-        const float4 g4 = load4(raw.g, t, valid);
+      for (int t = 0; t < kHalf; ++t) {
+        const float4 g4 = load4(raw.g, t0 + t, valid);
         const float gv[4] = {g4.x + dtb.x, g4.y + dtb.y, g4.z + dtb.z, g4.w + dtb.w};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          gate[t][i] = t < valid ? p.gate_scale * fast_sigmoid(a * gv[i]) : 0.f;
-          gamma[i] += gate[t][i];  // same summation order as G below: Γ == G_15 exactly
+          gate[t][i] = t0 + t < valid ? p.gate_scale * fast_sigmoid(a * gv[i]) : 0.f;
+          part[i] += gate[t][i];
         }
+      }
+      // Exchange the halves' sums: G starts at half 0's total for half 1; Γ = sum of both.
+      float* exchange = scr.gamma_part[half];
+      *reinterpret_cast<float4*>(&exchange[4 * lane]) = make_float4(part[0], part[1], part[2], part[3]);
+      sync_pair();  // #1
+      const float4 p0 = *reinterpret_cast<const float4*>(&scr.gamma_part[0][4 * lane]);
+      const float4 p1 = *reinterpret_cast<const float4*>(&scr.gamma_part[1][4 * lane]);
+      const float gamma[4] = {p0.x + p1.x, p0.y + p1.y, p0.z + p1.z, p0.w + p1.w};
+      float cum[4] = {0.f, 0.f, 0.f, 0.f};
+      if (half == 1) {
+        cum[0] = p0.x; cum[1] = p0.y; cum[2] = p0.z; cum[3] = p0.w;
       }
 
       // ---- kd = k·2^G, ki = k·2^-G, qd = scale·q·2^G, kr = k·2^(Γ-G) ----
       float exp_gamma[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) exp_gamma[i] = fast_exp2(gamma[i]);
-      float cum[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-      for (int t = 0; t < kChunk; ++t) {
+      for (int t = 0; t < kHalf; ++t) {
         const float rq = __shfl_sync(0xffffffffu, rnorm, t) * p.scale;
-        const float rk = __shfl_sync(0xffffffffu, rnorm, kChunk + t);
-        const float4 q4 = load4(raw.q, t, valid);
-        const float4 k4 = load4(raw.k, t, valid);
+        const float rk = __shfl_sync(0xffffffffu, rnorm, kHalf + t);
+        const float4 q4 = load4(raw.q, t0 + t, valid);
+        const float4 k4 = load4(raw.k, t0 + t, valid);
         const float qv[4] = {q4.x, q4.y, q4.z, q4.w};
         const float kv[4] = {k4.x, k4.y, k4.z, k4.w};
         float kd[4], ki[4], qd[4], kr[4];
@@ -140,21 +161,21 @@ struct ChunkPrep {
           kr[i] = ki[i] * exp_gamma[i];           // = kn·2^(Γ-G) <= |kn|
           qd[i] = qv[i] * rq * up;
         }
-        store4(scr.kd, t, kd);
-        store4(scr.ki, t, ki);
-        store4(scr.qd, t, qd);
-        store4(scr.kr, t, kr);
+        store4(scr.kd, t0 + t, kd);
+        store4(scr.ki, t0 + t, ki);
+        store4(scr.qd, t0 + t, qd);
+        store4(scr.kr, t0 + t, kr);
       }
-      __syncwarp();
+      sync_pair();  // #2: scratch rows complete, raw q/k/g consumed by both halves
 
-      // The raw q/k/g tiles are consumed: prefetch the chunk after next's.
+      // Prefetch the chunk after next's q, k, g.
       if (next < w.num_chunks) {
-        load_qkg(next);
+        if (half == 0) load_qkg(next);
         beta_next = load_beta(next);
       }
 
-      // ---- L = diag(b)·strict_lower(kd·kiᵀ), Mqk = lower(qd·kiᵀ) ----
-      FragC l_acc[2], m_acc[2];
+      // ---- this half's n-tile (keys 8h..8h+7) of L and Mqk ----
+      FragC l_acc, m_acc;
       {
         const LaneRowCol ar = lane_a_order(lane), br = lane_b_order(lane);
 #pragma unroll
@@ -164,133 +185,150 @@ struct ChunkPrep {
           ldsm_x4(&scr.kd[swz128(ar.row, 16 * ks + ar.col)], a_kd.x);
           ldsm_x4(&scr.qd[swz128(ar.row, 16 * ks + ar.col)], a_qd.x);
           ldsm_x4(&scr.ki[swz128(br.row, 16 * ks + br.col)], b_ki);
-          mma(l_acc[0], a_kd, FragB{{b_ki[0], b_ki[1]}});
-          mma(l_acc[1], a_kd, FragB{{b_ki[2], b_ki[3]}});
-          mma(m_acc[0], a_qd, FragB{{b_ki[0], b_ki[1]}});
-          mma(m_acc[1], a_qd, FragB{{b_ki[2], b_ki[3]}});
+          const FragB b{{half ? b_ki[2] : b_ki[0], half ? b_ki[3] : b_ki[1]}};
+          mma(l_acc, a_kd, b);
+          mma(m_acc, a_qd, b);
         }
       }
-      const int gid = lane >> 2, qid = lane & 3;
       {
         const float b_lo = __shfl_sync(0xffffffffu, b_mine, gid);
         const float b_hi = __shfl_sync(0xffffffffu, b_mine, gid + 8);
 #pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int i = gid + (e >> 1) * 8, j = nt * 8 + 2 * qid + (e & 1);
-            scr.lmat[i * kChunk + j] = j < i ? l_acc[nt].x[e] * (e < 2 ? b_lo : b_hi) : 0.f;
-            if (j > i) m_acc[nt].x[e] = 0.f;
-          }
+        for (int e = 0; e < 4; ++e) {
+          const int i = gid + (e >> 1) * 8, j = t0 + 2 * qid + (e & 1);
+          scr.lmat[i * kChunk + j] = j < i ? l_acc.x[e] * (e < 2 ? b_lo : b_hi) : 0.f;
+          if (j > i) m_acc.x[e] = 0.f;
         }
       }
-      __syncwarp();
+      sync_pair();  // #3: L complete; ki no longer needed (its space takes Y and INV·diag(b))
 
-      // ---- INV = (I + L)^-1: lane j (< 16) solves column j in fp32 ----
+      // ---- INV = (I + L)^-1 by 8x8 blocks: [[Y1, 0], [X21, Y2]] ----
       {
-        const int j = lane & 15;
-        float x[kChunk];
+        // Y_h = (I + L_hh)^-1, column j = lane (lanes 0..7), in fp32.
+        const int j = lane & 7;
+        float y[kHalf];
 #pragma unroll
-        for (int i = 0; i < kChunk; ++i) {
+        for (int i = 0; i < kHalf; ++i) {
           float acc = i == j ? 1.f : 0.f;
 #pragma unroll
-          for (int m = 0; m < i; ++m) acc -= scr.lmat[i * kChunk + m] * x[m];
-          x[i] = acc;
+          for (int m = 0; m < i; ++m) acc -= scr.lmat[(t0 + i) * kChunk + t0 + m] * y[m];
+          y[i] = acc;
         }
-        __syncwarp();  // every lane has read lmat: its storage now takes INV·diag(b)
-        if (lane < kChunk) {
+        if (lane < kHalf) {
 #pragma unroll
-          for (int i = 0; i < kChunk; ++i) {
-            const float val = x[i] * b_mine;  // column j scaled by b_j
-            const bf16 hi = __float2bfloat16_rn(val);
-            scr.invb.hi[swz16(i, j)] = hi;
-            scr.invb.lo[swz16(i, j)] = __float2bfloat16_rn(val - __bfloat162float(hi));
-          }
+          for (int i = 0; i < kHalf; ++i) scr.solve.yblk[half][i][j] = y[i];
         }
       }
-      __syncwarp();
+      sync_pair();  // #4: Y1, Y2 complete
+      {
+        // X21 = -Y2·L21·Y1, columns 4h..4h+3 (lanes 0..3 of each half).
+        const int j = 4 * half + (lane & 3);
+        float t_col[kHalf];
+#pragma unroll
+        for (int r = 0; r < kHalf; ++r) {
+          float acc = 0.f;
+#pragma unroll
+          for (int m = 0; m < kHalf; ++m) acc += scr.lmat[(kHalf + r) * kChunk + m] * scr.solve.yblk[0][m][j];
+          t_col[r] = acc;
+        }
+        const float b_j = __shfl_sync(0xffffffffu, b_mine, j);
+        if (lane < 4) {
+#pragma unroll
+          for (int r = 0; r < kHalf; ++r) {
+            float acc = 0.f;
+#pragma unroll
+            for (int m = 0; m < kHalf; ++m) acc -= scr.solve.yblk[1][r][m] * t_col[m];
+            write_invb(kHalf + r, j, acc * b_j);
+          }
+        }
+        // Diagonal blocks; half 1 also writes the zero upper-right block.
+        const int jd = lane & 7;
+        const float b_d = __shfl_sync(0xffffffffu, b_mine, t0 + jd);
+        if (lane < kHalf) {
+#pragma unroll
+          for (int i = 0; i < kHalf; ++i) write_invb(t0 + i, t0 + jd, scr.solve.yblk[half][i][jd] * b_d);
+        } else if (half == 1 && lane < 2 * kHalf) {
+#pragma unroll
+          for (int i = 0; i < kHalf; ++i) write_invb(i, kHalf + jd, 0.f);
+        }
+      }
+      sync_pair();  // #5: INV·diag(b) complete
 
       // ---- publish: wait until the recurrence has released this stage ----
       if (it > 0) Barrier::wait(&s.prepped_empty[stage], (it - 1) & 1);
       auto& out = s.prepped[stage];
 
-      // W = INV·diag(b)·kd  -> wq rows 0..15
+      // W = INV·diag(b)·kd -> wq rows 0..15, this half's 64 key channels
       {
         const LaneRowCol ar = lane_a_order(lane);
         FragA a_hi, a_lo;
-        ldsm_x4(&scr.invb.hi[swz16(ar.row, ar.col)], a_hi.x);
-        ldsm_x4(&scr.invb.lo[swz16(ar.row, ar.col)], a_lo.x);
+        ldsm_x4(&scr.solve.invb.hi[swz16(ar.row, ar.col)], a_hi.x);
+        ldsm_x4(&scr.solve.invb.lo[swz16(ar.row, ar.col)], a_lo.x);
 #pragma unroll
-        for (int cb = 0; cb < kDim / 16; ++cb) {
+        for (int cbh = 0; cbh < kDim / 32; ++cbh) {
+          const int cb = half * (kDim / 32) + cbh;
           uint32_t b_kd[4];
           ldsm_x4_trans(&scr.kd[swz128(ar.row, 16 * cb + ar.col)], b_kd);
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
+          for (int n = 0; n < 2; ++n) {
             FragC acc;
-            const FragB b{{b_kd[2 * h], b_kd[2 * h + 1]}};
+            const FragB b{{b_kd[2 * n], b_kd[2 * n + 1]}};
             mma(acc, a_hi, b);
             mma(acc, a_lo, b);
-            const int col = 16 * cb + 8 * h + 2 * qid;
+            const int col = 16 * cb + 8 * n + 2 * qid;
             *reinterpret_cast<uint32_t*>(&out.wq[swz128(gid, col)]) = pack_bf16x2(acc.x[0], acc.x[1]);
             *reinterpret_cast<uint32_t*>(&out.wq[swz128(gid + 8, col)]) = pack_bf16x2(acc.x[2], acc.x[3]);
           }
         }
       }
 
-      // U0ᵀ = vᵀ·(INV·diag(b))ᵀ, stored in the recurrence warps' fragment order
+      // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in the recurrence warps' fragment order, this half's value tiles
       Barrier::wait(&s.raw_v_full[stage], phase);
       if (valid < kChunk) {  // tail: rows past the end hold stale data; make them exact zeros
-        for (int idx = lane; idx < (kChunk - valid) * kBV / 8; idx += 32) {
+        for (int idx = lane; idx < (kChunk - valid) * kBV / 8; idx += 32)
           reinterpret_cast<uint4*>(&raw.v[valid * kBV])[idx] = make_uint4(0, 0, 0, 0);
-        }
-        __syncwarp();
+        __syncwarp();  // (both halves write the same zeros, each before its own reads)
       }
       {
         const LaneRowCol br = lane_b_order(lane);
         uint32_t b_hi[4], b_lo[4];
-        ldsm_x4(&scr.invb.hi[swz16(br.row, br.col)], b_hi);
-        ldsm_x4(&scr.invb.lo[swz16(br.row, br.col)], b_lo);
+        ldsm_x4(&scr.solve.invb.hi[swz16(br.row, br.col)], b_hi);
+        ldsm_x4(&scr.solve.invb.lo[swz16(br.row, br.col)], b_lo);
 #pragma unroll
-        for (int mt = 0; mt < kVTiles; ++mt) {
+        for (int mth = 0; mth < kVTiles / 2; ++mth) {
+          const int mt = half * (kVTiles / 2) + mth;
           FragA a_v;
           ldsm_x4_trans(&raw.v[br.row * kBV + 16 * mt + br.col], a_v.x);
           FragC u[2];
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            mma(u[h], a_v, FragB{{b_hi[2 * h], b_hi[2 * h + 1]}});
-            mma(u[h], a_v, FragB{{b_lo[2 * h], b_lo[2 * h + 1]}});
+          for (int n = 0; n < 2; ++n) {
+            mma(u[n], a_v, FragB{{b_hi[2 * n], b_hi[2 * n + 1]}});
+            mma(u[n], a_v, FragB{{b_lo[2 * n], b_lo[2 * n + 1]}});
           }
           float4* dst = reinterpret_cast<float4*>(out.u0[mt][lane]);
           dst[0] = make_float4(u[0].x[0], u[0].x[1], u[0].x[2], u[0].x[3]);
           dst[1] = make_float4(u[1].x[0], u[1].x[1], u[1].x[2], u[1].x[3]);
         }
       }
-      // raw v consumed (and maybe written above): order before the async-proxy refill.
-      fence_async_shared();
-      __syncwarp();
-      if (next < w.num_chunks) load_v(next);
 
-      // 2^Γ, Mqk, and qd / kr copied from scratch (same swizzle).
-      *reinterpret_cast<float4*>(&out.decay[4 * lane]) =
-          make_float4(exp_gamma[0], exp_gamma[1], exp_gamma[2], exp_gamma[3]);
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-        const int col = nt * 8 + 2 * qid;
-        *reinterpret_cast<uint32_t*>(&out.mqk[swz16(gid, col)]) = pack_bf16x2(m_acc[nt].x[0], m_acc[nt].x[1]);
-        *reinterpret_cast<uint32_t*>(&out.mqk[swz16(gid + 8, col)]) = pack_bf16x2(m_acc[nt].x[2], m_acc[nt].x[3]);
+      // 2^Γ and Mqk (this half's n-tile); qd (half 0) or kr (half 1) from scratch.
+      if (half == 0) {
+        *reinterpret_cast<float4*>(&out.decay[4 * lane]) =
+            make_float4(exp_gamma[0], exp_gamma[1], exp_gamma[2], exp_gamma[3]);
       }
       {
-        const uint4* src_qd = reinterpret_cast<const uint4*>(scr.qd);
-        const uint4* src_kr = reinterpret_cast<const uint4*>(scr.kr);
-        uint4* dst_qd = reinterpret_cast<uint4*>(&out.wq[kChunk * kDim]);
-        uint4* dst_kr = reinterpret_cast<uint4*>(out.kr);
+        const int col = t0 + 2 * qid;
+        *reinterpret_cast<uint32_t*>(&out.mqk[swz16(gid, col)]) = pack_bf16x2(m_acc.x[0], m_acc.x[1]);
+        *reinterpret_cast<uint32_t*>(&out.mqk[swz16(gid + 8, col)]) = pack_bf16x2(m_acc.x[2], m_acc.x[3]);
+        const uint4* src = reinterpret_cast<const uint4*>(half == 0 ? scr.qd : scr.kr);
+        uint4* dst = reinterpret_cast<uint4*>(half == 0 ? &out.wq[kChunk * kDim] : out.kr);
 #pragma unroll
-        for (int i = 0; i < kChunk * kDim / 8 / 32; ++i) {
-          dst_qd[i * 32 + lane] = src_qd[i * 32 + lane];
-          dst_kr[i * 32 + lane] = src_kr[i * 32 + lane];
-        }
+        for (int i = 0; i < kChunk * kDim / 8 / 32; ++i) dst[i * 32 + lane] = src[i * 32 + lane];
       }
-      __syncwarp();
+      // raw v consumed by both halves (and maybe zeroed): order before the async-proxy refill.
+      fence_async_shared();
+      sync_pair();  // #6
+      if (half == 0 && next < w.num_chunks) load_v(next);
       Barrier::arrive(&s.prepped_full[stage]);
     }
   }
@@ -306,6 +344,13 @@ struct ChunkPrep {
   __device__ void store4(bf16* tile, int t, const float (&x)[4]) const {
     *reinterpret_cast<uint2*>(&tile[swz128(t, 4 * lane)]) =
         make_uint2(pack_bf16x2(x[0], x[1]), pack_bf16x2(x[2], x[3]));
+  }
+  // INV·diag(b)[i][j] as a bf16 hi + lo pair.
+  __device__ void write_invb(int i, int j, float val) const {
+    auto& scr = s.scratch[stage];
+    const bf16 hi = __float2bfloat16_rn(val);
+    scr.solve.invb.hi[swz16(i, j)] = hi;
+    scr.solve.invb.lo[swz16(i, j)] = __float2bfloat16_rn(val - __bfloat162float(hi));
   }
 };
 

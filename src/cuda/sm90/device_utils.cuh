@@ -128,4 +128,24 @@ __device__ __forceinline__ float warp_reduce_scatter32(float (&v)[32], int lane)
   return v[0];
 }
 
+// 16 partial sums per lane in; lanes l and l ^ 16 out with the warp total of
+// value l % 16 (an xor-16 all-reduce, then a 16-lane reduce-scatter).
+__device__ __forceinline__ float warp_reduce_scatter16(float (&v)[16], int lane) {
+#pragma unroll
+  for (int i = 0; i < 16; ++i) v[i] += __shfl_xor_sync(0xffffffffu, v[i], 16);
+  float w[32];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) w[i] = v[i];
+  reduce_scatter_stage<8>(w, lane);
+  reduce_scatter_stage<4>(w, lane);
+  reduce_scatter_stage<2>(w, lane);
+  reduce_scatter_stage<1>(w, lane);
+  return w[0];
+}
+
+// Barrier over the two warps (64 threads) of one prep pair.
+__device__ __forceinline__ void pair_barrier(int id) {
+  asm volatile("bar.sync %0, 64;" ::"r"(id) : "memory");
+}
+
 }  // namespace flash_kda::sm90

@@ -1,5 +1,5 @@
 // The SM90 forward kernel: one CTA per (sequence, head, value block); four
-// prep warps (producer) feed kBV/16 recurrence warps (consumer) through a
+// prep warp pairs (producer) feed kBV/16 recurrence warps (consumer) through a
 // 4-stage shared-memory pipeline of mbarriers.
 #pragma once
 
@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
     for (int i = 0; i < kStages; ++i) {
       Barrier::init(&smem.raw_qkg_full[i], 1);
       Barrier::init(&smem.raw_v_full[i], 1);
-      Barrier::init(&smem.prepped_full[i], 32);
+      Barrier::init(&smem.prepped_full[i], 64);  // both halves of the prep pair
       Barrier::init(&smem.prepped_empty[i], 32 * Traits::kRecurrenceWarps);
     }
     cutlass::arch::fence_barrier_init();
@@ -42,7 +42,10 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
   if (warp < Traits::kRecurrenceWarps) {
     Recurrence<kBV>{params, smem, item, warp, lane}.run();
   } else {
-    ChunkPrep<kBV>{params, smem, item, warp - Traits::kRecurrenceWarps, lane}.run();
+    // Pair p = warps (2p, 2p+1) after the recurrence warps: its halves sit on
+    // different schedulers.
+    const int prep = warp - Traits::kRecurrenceWarps;
+    ChunkPrep<kBV>{params, smem, item, prep / 2, prep % 2, lane}.run();
   }
 #endif
 }

@@ -1,8 +1,8 @@
 // Shared-memory layout of the SM90 forward kernel.
 //
-// Four prep warps each own one pipeline stage: chunk c lives in stage c % 4.
+// Four prep warp pairs each own one pipeline stage: chunk c lives in stage c % 4.
 //   raw:     bulk-copy targets for the chunk's q, k, g (one barrier) and v (another)
-//   scratch: the prep warp's private working tiles (kd, ki, qd, kr, L / INV·diag(b))
+//   scratch: the prep pair's working tiles (kd, ki, qd, kr, L, INV·diag(b))
 //   prepped: what the recurrence warps read for the chunk (W;qd, kr, Mqk, 2^Γ, U0ᵀ)
 #pragma once
 
@@ -12,8 +12,8 @@
 namespace flash_kda::sm90 {
 
 inline constexpr int kDim = kHeadDim;      // K == V == 128
-inline constexpr int kStages = 4;          // == prep warps
-inline constexpr int kPrepWarps = kStages;
+inline constexpr int kStages = 4;                // == prep warp pairs
+inline constexpr int kPrepWarps = 2 * kStages;   // two warps (halves) per stage
 
 template <int kBV>
 struct SharedStorage {
@@ -28,17 +28,21 @@ struct SharedStorage {
   };
   struct Scratch {
     bf16 kd[kChunk * kDim];  // swizzled (swz128)
-    bf16 ki[kChunk * kDim];
+    union {
+      bf16 ki[kChunk * kDim];  // read only by L and Mqk; then its space holds:
+      struct {
+        struct {
+          bf16 hi[kChunk * kChunk];  // INV·diag(b) = hi + lo, swz16 tiles
+          bf16 lo[kChunk * kChunk];
+        } invb;
+        float yblk[2][kChunk / 2][kChunk / 2];  // inverses of L's two 8x8 diagonal blocks
+      } solve;
+    };
     bf16 qd[kChunk * kDim];
     bf16 kr[kChunk * kDim];
-    // fp32 L (strictly lower, rows scaled by b), later overwritten by the
-    // bf16 hi/lo split of INV·diag(b) (swz16 tiles).
     union {
-      float lmat[kChunk * kChunk];
-      struct {
-        bf16 hi[kChunk * kChunk];
-        bf16 lo[kChunk * kChunk];
-      } invb;
+      float gamma_part[2][kDim];        // the halves' gate sums, exchanged
+      float lmat[kChunk * kChunk];      // L, fp32, strictly lower, rows scaled by b
     };
   };
   struct Prepped {
