@@ -35,7 +35,88 @@ struct ChunkPrep {
   const int half;   // 0 or 1
   const int lane;
 
+  // Gate constants of this lane's 4 key channels (set once per work item).
+  float neg_a_log2e = 0.f;
+  float bias2[4] = {0.f, 0.f, 0.f, 0.f};
+
   __device__ void sync_pair() const { pair_barrier(1 + stage); }
+
+  // L2 norms, gate, cumsum and the decayed operands of this half's 8 tokens:
+  // writes kd, ki, qd, kr rows to scratch and returns 2^Γ of this lane's
+  // channels. kFull: all 16 rows are real tokens (no masking needed).
+  template <bool kFull>
+  __device__ void elementwise(int valid, float (&exp_gamma)[4]) {
+    auto& raw = s.raw[stage];
+    auto& scr = s.scratch[stage];
+    const int t0 = half * kHalf;
+    float sums[2 * kHalf];
+#pragma unroll
+    for (int t = 0; t < kHalf; ++t) {
+      const float4 q4 = unpack4(load_row4<kFull>(raw.q, t0 + t, valid));
+      const float4 k4 = unpack4(load_row4<kFull>(raw.k, t0 + t, valid));
+      sums[t] = q4.x * q4.x + q4.y * q4.y + q4.z * q4.z + q4.w * q4.w;
+      sums[kHalf + t] = k4.x * k4.x + k4.y * k4.y + k4.z * k4.z + k4.w * k4.w;
+    }
+    // lane l: (l % 16) < 8: 1/|q_(t0 + l%16)|, else 1/|k_(t0 + l%16 - 8)|
+    const float rnorm = rsqrtf(warp_reduce_scatter16(sums, lane) + float(kL2NormEps));
+
+    // gate_t = lower_bound·log2(e)·sigmoid(a·(g_t + dt_bias)), cumsum partials
+    float gate[kHalf][4];
+    float part[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int t = 0; t < kHalf; ++t) {
+      const float4 g4 = unpack4(load_row4<kFull>(raw.g, t0 + t, valid));
+      const float gv[4] = {g4.x, g4.y, g4.z, g4.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float e = fast_exp2(fmaf(neg_a_log2e, gv[i], bias2[i]));
+        gate[t][i] = p.gate_scale * fast_rcp(1.0f + e);
+        if (!kFull && t0 + t >= valid) gate[t][i] = 0.f;
+        part[i] += gate[t][i];
+      }
+    }
+    // Exchange the halves' sums: half 1's G starts at half 0's total; Γ = both.
+    *reinterpret_cast<float4*>(&scr.gamma_part[half][4 * lane]) = make_float4(part[0], part[1], part[2], part[3]);
+    sync_pair();  // #1
+    const float4 p0 = *reinterpret_cast<const float4*>(&scr.gamma_part[0][4 * lane]);
+    const float4 p1 = *reinterpret_cast<const float4*>(&scr.gamma_part[1][4 * lane]);
+    exp_gamma[0] = fast_exp2(p0.x + p1.x);
+    exp_gamma[1] = fast_exp2(p0.y + p1.y);
+    exp_gamma[2] = fast_exp2(p0.z + p1.z);
+    exp_gamma[3] = fast_exp2(p0.w + p1.w);
+    float cum[4] = {0.f, 0.f, 0.f, 0.f};
+    if (half == 1) {
+      cum[0] = p0.x; cum[1] = p0.y; cum[2] = p0.z; cum[3] = p0.w;
+    }
+
+    // kd = k·2^G, ki = k·2^-G, qd = scale·q·2^G, kr = k·2^(Γ-G)
+#pragma unroll
+    for (int t = 0; t < kHalf; ++t) {
+      const float rq = __shfl_sync(0xffffffffu, rnorm, t) * p.scale;
+      const float rk = __shfl_sync(0xffffffffu, rnorm, kHalf + t);
+      const float4 q4 = unpack4(load_row4<kFull>(raw.q, t0 + t, valid));
+      const float4 k4 = unpack4(load_row4<kFull>(raw.k, t0 + t, valid));
+      const float qv[4] = {q4.x, q4.y, q4.z, q4.w};
+      const float kv[4] = {k4.x, k4.y, k4.z, k4.w};
+      float kd[4], ki[4], qd[4], kr[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        cum[i] += gate[t][i];
+        const float up = fast_exp2(cum[i]);     // <= 1
+        const float down = fast_exp2(-cum[i]);  // <= 2^115.4 for lower_bound >= -5
+        const float kn = kv[i] * rk;
+        kd[i] = kn * up;
+        ki[i] = kn * down;
+        kr[i] = ki[i] * exp_gamma[i];           // = kn·2^(Γ-G) <= |kn|
+        qd[i] = qv[i] * rq * up;
+      }
+      store4(scr.kd, t0 + t, kd);
+      store4(scr.ki, t0 + t, ki);
+      store4(scr.qd, t0 + t, qd);
+      store4(scr.kr, t0 + t, kr);
+    }
+  }
+
 
   // Issues the bulk loads of chunk c's q, k, g rows (half 0 only).
   __device__ void load_qkg(int c) {
@@ -78,8 +159,13 @@ struct ChunkPrep {
     if (first >= w.num_chunks) return;
 
     // Per-head constants: this lane's 4 key channels.
-    const float a = expf(p.A_log[w.head]);
+    // sigmoid(a·(g + dt_bias)) = 1 / (1 + 2^(neg_a_log2e·g + bias2)): one FFMA before the ex2.
+    neg_a_log2e = -1.4426950408889634f * expf(p.A_log[w.head]);
     const float4 dtb = *reinterpret_cast<const float4*>(p.dt_bias + w.head * kDim + 4 * lane);
+    bias2[0] = neg_a_log2e * dtb.x;
+    bias2[1] = neg_a_log2e * dtb.y;
+    bias2[2] = neg_a_log2e * dtb.z;
+    bias2[3] = neg_a_log2e * dtb.w;
     const int gid = lane >> 2, qid = lane & 3;
     const int t0 = half * kHalf;  // first token of this half
 
@@ -98,73 +184,13 @@ struct ChunkPrep {
       auto& raw = s.raw[stage];
       auto& scr = s.scratch[stage];
 
-      Barrier::wait(&s.raw_qkg_full[stage], phase);
+      wait_barrier(&s.raw_qkg_full[stage], phase);
 
-      // ---- L2 norms of this half's q and k rows ----
-      float sums[2 * kHalf];
-#pragma unroll
-      for (int t = 0; t < kHalf; ++t) {
-        const float4 q4 = load4(raw.q, t0 + t, valid);
-        const float4 k4 = load4(raw.k, t0 + t, valid);
-        sums[t] = q4.x * q4.x + q4.y * q4.y + q4.z * q4.z + q4.w * q4.w;
-        sums[kHalf + t] = k4.x * k4.x + k4.y * k4.y + k4.z * k4.z + k4.w * k4.w;
-      }
-      // lane l: (l % 16) < 8: 1/|q_(t0 + l%16)|, else 1/|k_(t0 + l%16 - 8)|
-      const float rnorm = rsqrtf(warp_reduce_scatter16(sums, lane) + float(kL2NormEps));
-
-      // ---- gate: gate_t = lower_bound·log2(e)·sigmoid(a·(g_t + dt_bias)) ----
-      float gate[kHalf][4];
-      float part[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-      for (int t = 0; t < kHalf; ++t) {
-        const float4 g4 = load4(raw.g, t0 + t, valid);
-        const float gv[4] = {g4.x + dtb.x, g4.y + dtb.y, g4.z + dtb.z, g4.w + dtb.w};
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          gate[t][i] = t0 + t < valid ? p.gate_scale * fast_sigmoid(a * gv[i]) : 0.f;
-          part[i] += gate[t][i];
-        }
-      }
-      // Exchange the halves' sums: G starts at half 0's total for half 1; Γ = sum of both.
-      float* exchange = scr.gamma_part[half];
-      *reinterpret_cast<float4*>(&exchange[4 * lane]) = make_float4(part[0], part[1], part[2], part[3]);
-      sync_pair();  // #1
-      const float4 p0 = *reinterpret_cast<const float4*>(&scr.gamma_part[0][4 * lane]);
-      const float4 p1 = *reinterpret_cast<const float4*>(&scr.gamma_part[1][4 * lane]);
-      const float gamma[4] = {p0.x + p1.x, p0.y + p1.y, p0.z + p1.z, p0.w + p1.w};
-      float cum[4] = {0.f, 0.f, 0.f, 0.f};
-      if (half == 1) {
-        cum[0] = p0.x; cum[1] = p0.y; cum[2] = p0.z; cum[3] = p0.w;
-      }
-
-      // ---- kd = k·2^G, ki = k·2^-G, qd = scale·q·2^G, kr = k·2^(Γ-G) ----
       float exp_gamma[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) exp_gamma[i] = fast_exp2(gamma[i]);
-#pragma unroll
-      for (int t = 0; t < kHalf; ++t) {
-        const float rq = __shfl_sync(0xffffffffu, rnorm, t) * p.scale;
-        const float rk = __shfl_sync(0xffffffffu, rnorm, kHalf + t);
-        const float4 q4 = load4(raw.q, t0 + t, valid);
-        const float4 k4 = load4(raw.k, t0 + t, valid);
-        const float qv[4] = {q4.x, q4.y, q4.z, q4.w};
-        const float kv[4] = {k4.x, k4.y, k4.z, k4.w};
-        float kd[4], ki[4], qd[4], kr[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          cum[i] += gate[t][i];
-          const float up = fast_exp2(cum[i]);     // <= 1
-          const float down = fast_exp2(-cum[i]);  // <= 2^115.4 for lower_bound >= -5
-          const float kn = kv[i] * rk;
-          kd[i] = kn * up;
-          ki[i] = kn * down;
-          kr[i] = ki[i] * exp_gamma[i];           // = kn·2^(Γ-G) <= |kn|
-          qd[i] = qv[i] * rq * up;
-        }
-        store4(scr.kd, t0 + t, kd);
-        store4(scr.ki, t0 + t, ki);
-        store4(scr.qd, t0 + t, qd);
-        store4(scr.kr, t0 + t, kr);
+      if (valid == kChunk) {
+        elementwise<true>(valid, exp_gamma);
+      } else {
+        elementwise<false>(valid, exp_gamma);
       }
       sync_pair();  // #2: scratch rows complete, raw q/k/g consumed by both halves
 
@@ -206,12 +232,14 @@ struct ChunkPrep {
       {
         // Y_h = (I + L_hh)^-1, column j = lane (lanes 0..7), in fp32.
         const int j = lane & 7;
+        float lblk[kHalf][kHalf];
+        load_block8(&scr.lmat[t0 * kChunk + t0], kChunk, lblk);
         float y[kHalf];
 #pragma unroll
         for (int i = 0; i < kHalf; ++i) {
           float acc = i == j ? 1.f : 0.f;
 #pragma unroll
-          for (int m = 0; m < i; ++m) acc -= scr.lmat[(t0 + i) * kChunk + t0 + m] * y[m];
+          for (int m = 0; m < i; ++m) acc -= lblk[i][m] * y[m];
           y[i] = acc;
         }
         if (lane < kHalf) {
@@ -223,22 +251,28 @@ struct ChunkPrep {
       {
         // X21 = -Y2·L21·Y1, columns 4h..4h+3 (lanes 0..3 of each half).
         const int j = 4 * half + (lane & 3);
+        float blk[kHalf][kHalf];
+        load_block8(&scr.lmat[kHalf * kChunk], kChunk, blk);  // L21
+        float y1[kHalf];
+#pragma unroll
+        for (int m = 0; m < kHalf; ++m) y1[m] = scr.solve.yblk[0][m][j];
         float t_col[kHalf];
 #pragma unroll
         for (int r = 0; r < kHalf; ++r) {
           float acc = 0.f;
 #pragma unroll
-          for (int m = 0; m < kHalf; ++m) acc += scr.lmat[(kHalf + r) * kChunk + m] * scr.solve.yblk[0][m][j];
+          for (int m = 0; m < kHalf; ++m) acc = fmaf(blk[r][m], y1[m], acc);
           t_col[r] = acc;
         }
+        load_block8(&scr.solve.yblk[1][0][0], kHalf, blk);  // Y2
         const float b_j = __shfl_sync(0xffffffffu, b_mine, j);
         if (lane < 4) {
 #pragma unroll
           for (int r = 0; r < kHalf; ++r) {
             float acc = 0.f;
 #pragma unroll
-            for (int m = 0; m < kHalf; ++m) acc -= scr.solve.yblk[1][r][m] * t_col[m];
-            write_invb(kHalf + r, j, acc * b_j);
+            for (int m = 0; m < kHalf; ++m) acc = fmaf(blk[r][m], t_col[m], acc);
+            write_invb(kHalf + r, j, -acc * b_j);
           }
         }
         // Diagonal blocks; half 1 also writes the zero upper-right block.
@@ -255,7 +289,7 @@ struct ChunkPrep {
       sync_pair();  // #5: INV·diag(b) complete
 
       // ---- publish: wait until the recurrence has released this stage ----
-      if (it > 0) Barrier::wait(&s.prepped_empty[stage], (it - 1) & 1);
+      if (it > 0) wait_barrier(&s.prepped_empty[stage], (it - 1) & 1);
       auto& out = s.prepped[stage];
 
       // W = INV·diag(b)·kd -> wq rows 0..15, this half's 64 key channels
@@ -283,7 +317,7 @@ struct ChunkPrep {
       }
 
       // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in the recurrence warps' fragment order, this half's value tiles
-      Barrier::wait(&s.raw_v_full[stage], phase);
+      wait_barrier(&s.raw_v_full[stage], phase);
       if (valid < kChunk) {  // tail: rows past the end hold stale data; make them exact zeros
         for (int idx = lane; idx < (kChunk - valid) * kBV / 8; idx += 32)
           reinterpret_cast<uint4*>(&raw.v[valid * kBV])[idx] = make_uint4(0, 0, 0, 0);
@@ -334,16 +368,31 @@ struct ChunkPrep {
   }
 
  private:
-  // This lane's 4 channels of raw row t as fp32; rows past the end read as 0.
-  __device__ float4 load4(const bf16* tile, int t, int valid) const {
+  // This lane's 4 channels (packed bf16) of raw row t; rows past the end read as 0.
+  template <bool kFull>
+  __device__ uint2 load_row4(const bf16* tile, int t, int valid) const {
     const uint2 bits = *reinterpret_cast<const uint2*>(&tile[t * kDim + 4 * lane]);
+    if (kFull) return bits;
+    return t < valid ? bits : make_uint2(0u, 0u);
+  }
+  __device__ static float4 unpack4(uint2 bits) {
     const float2 lo = unpack_bf16x2(bits.x), hi = unpack_bf16x2(bits.y);
-    return t < valid ? make_float4(lo.x, lo.y, hi.x, hi.y) : make_float4(0.f, 0.f, 0.f, 0.f);
+    return make_float4(lo.x, lo.y, hi.x, hi.y);
   }
   // Stores this lane's 4 channels of row t into a swizzled [16][128] bf16 tile.
   __device__ void store4(bf16* tile, int t, const float (&x)[4]) const {
     *reinterpret_cast<uint2*>(&tile[swz128(t, 4 * lane)]) =
         make_uint2(pack_bf16x2(x[0], x[1]), pack_bf16x2(x[2], x[3]));
+  }
+  // An 8x8 fp32 block (row stride `ld` floats, 16-byte aligned rows) into registers.
+  __device__ static void load_block8(const float* src, int ld, float (&blk)[kHalf][kHalf]) {
+#pragma unroll
+    for (int r = 0; r < kHalf; ++r) {
+      const float4 a = *reinterpret_cast<const float4*>(src + r * ld);
+      const float4 b = *reinterpret_cast<const float4*>(src + r * ld + 4);
+      blk[r][0] = a.x; blk[r][1] = a.y; blk[r][2] = a.z; blk[r][3] = a.w;
+      blk[r][4] = b.x; blk[r][5] = b.y; blk[r][6] = b.z; blk[r][7] = b.w;
+    }
   }
   // INV·diag(b)[i][j] as a bf16 hi + lo pair.
   __device__ void write_invb(int i, int j, float val) const {

@@ -97,6 +97,18 @@ __device__ __forceinline__ void bulk_load(void* smem_dst, const void* gmem_src, 
 
 __device__ __forceinline__ void fence_async_shared() { cutlass::arch::fence_view_async_shared(); }
 
+// Spins on an mbarrier phase without a suspend-time hint: the waits here are
+// short and on the critical path, so a sleeping warp would cost more than it saves.
+__device__ __forceinline__ void wait_barrier(uint64_t* bar, uint32_t phase) {
+  const uint32_t addr = cute::cast_smem_ptr_to_uint(bar);
+  asm volatile(
+      "{\n\t.reg .pred p;\n\t"
+      "WAIT_%=:\n\t"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n\t"
+      "@!p bra WAIT_%=;\n\t}"
+      ::"r"(addr), "r"(phase) : "memory");
+}
+
 // ---- warp reductions ---------------------------------------------------------------
 // A select the compiler cannot turn into a dynamically indexed (local-memory) load.
 __device__ __forceinline__ float select_f32(bool pred, float if_true, float if_false) {

@@ -81,7 +81,7 @@ struct Recurrence {
 
     for (int c = 0; c < w.num_chunks; ++c) {
       const int stage = c % kStages;
-      Barrier::wait(&s.prepped_full[stage], (c / kStages) & 1);
+      wait_barrier(&s.prepped_full[stage], (c / kStages) & 1);
       const auto& in = s.prepped[stage];
 
       // P = S·[W; qd]ᵀ: pw (tokens 0-7, 8-15 of W), pq (of qd)
