@@ -1,0 +1,33 @@
+# Type stubs for the extension flash_kda._C (internal; use flash_kda's functions).
+from typing import Any, Callable, Final, Optional, Sequence, Union
+
+__version__: Final[str]
+head_dim: Final[int]
+min_lower_bound: Final[float]
+max_lower_bound: Final[float]
+status_ok: Final[int]
+status_bad_cu_seqlens: Final[int]
+built_with_cuda: Final[bool]
+
+def fwd(
+    q: Any, k: Any, v: Any, g: Any, beta: Any, scale: float, out: Any, A_log: Any,
+    dt_bias: Any, lower_bound: float, initial_state: Optional[Any] = None,
+    final_state: Optional[Any] = None, cu_seqlens: Optional[Any] = None, *,
+    stream: Optional[int] = None, workspace: Union[None, Any, Callable[[int], Any]] = None,
+    bf16: Sequence[str] = (),
+) -> None: ...
+def workspace_size(
+    q: Any, k: Any, v: Any, g: Any, beta: Any, scale: float, out: Any, A_log: Any,
+    dt_bias: Any, lower_bound: float, initial_state: Optional[Any] = None,
+    final_state: Optional[Any] = None, cu_seqlens: Optional[Any] = None, *,
+    bf16: Sequence[str] = (),
+) -> int: ...
+def reference_fwd(
+    q: Any, k: Any, v: Any, g: Any, beta: Any, scale: float, out: Any, A_log: Any,
+    dt_bias: Any, lower_bound: float, initial_state: Optional[Any] = None,
+    final_state: Optional[Any] = None, cu_seqlens: Optional[Any] = None, *,
+    bf16: Sequence[str] = (),
+) -> None: ...
+def cuda_backend_available(device_id: int = 0) -> bool: ...
+def build_info() -> str: ...
+def has_exchange_api(type: type) -> bool: ...

@@ -1,0 +1,341 @@
+"""flash_kda: the Kimi Delta Attention (KDA) forward, FlashKDA-compatible.
+
+``flash_kda.fwd`` has the signature and semantics of FlashKDA's
+``flash_kda.fwd`` (the function flash-linear-attention's ``chunk_kda``
+dispatches to), and accepts tensors of any framework that speaks DLPack:
+PyTorch (CPU or CUDA), NumPy (bfloat16 through ``ml_dtypes``), CuPy, JAX.
+Host tensors run the CPU backend; CUDA tensors run the CUDA kernels on the
+framework's current stream.
+
+Functions:
+
+* :func:`fwd` - the forward; writes ``out`` (and ``final_state``) in place.
+* :func:`reference_fwd` - the float64 token-by-token oracle, host tensors only.
+* :func:`workspace_size` - bytes of scratch ``fwd`` allocates for a call.
+* :func:`cuda_available` - whether this build has kernels for a CUDA device.
+* :func:`build_info` - version and compiled CUDA architectures.
+
+The math is documented in docs/kda.md of the source tree; in short, per
+sequence, head and token ``t`` (``S`` is the ``V x K`` state)::
+
+    gate = lower_bound * sigmoid(exp(A_log[h]) * (g_t + dt_bias[h]))
+    S    = S * exp(gate)[None, :]
+    S    = S + sigmoid(beta_t) * (v_t - S k_t) k_t^T     # q, k L2-normalised
+    o_t  = scale * S q_t
+"""
+
+from __future__ import annotations
+
+import sys as _sys
+
+from . import _C
+from ._dlpack import (
+    CUDA_DEVICE_TYPES as _CUDA_DEVICE_TYPES,
+    CUPY as _CUPY,
+    NUMPY as _NUMPY,
+    TORCH as _TORCH,
+    _FRAMEWORK,
+    dlpack_device as _dlpack_device,
+    framework as _framework,
+    generic_cuda_allocator as _generic_cuda_allocator,
+    prepare as _prepare,
+)
+
+__version__: str = _C.__version__
+__all__ = [
+    "fwd",
+    "reference_fwd",
+    "workspace_size",
+    "cuda_available",
+    "build_info",
+    "HEAD_DIM",
+    "__version__",
+]
+
+#: Head size supported today: ``K == V == HEAD_DIM``.
+HEAD_DIM: int = _C.head_dim
+
+_ARGS_DOC = """
+    Shapes use ``B`` batch, ``T`` tokens per row, ``H`` heads, ``K`` = ``V`` =
+    128 head sizes, ``N`` sequences. Every tensor must be contiguous
+    (row-major) and all must live on the same device as ``q``; nothing is
+    copied or converted.
+
+    Args:
+        q: bf16 ``[B, T, H, K]`` queries (L2-normalised inside).
+        k: bf16 ``[B, T, H, K]`` keys (L2-normalised inside).
+        v: bf16 ``[B, T, H, V]`` values.
+        g: bf16 ``[B, T, H, K]`` gate logits, before activation.
+        beta: bf16 ``[B, T, H]`` write-strength logits (sigmoid inside).
+        scale: float, query scale, usually ``K ** -0.5``.
+        out: bf16 ``[B, T, H, V]``, written in place with the output.
+        A_log: fp32 ``[H]``, per-head log decay rate.
+        dt_bias: fp32 ``[H, K]``, per-channel gate bias.
+        lower_bound: float in ``[-5, 0]``: the most negative log-decay per token.
+        initial_state: bf16 / fp32 ``[N, H, V, K]`` or None (zeros): the state
+            before the first token, "value-major" (``state[n, h, v, k]``).
+        final_state: bf16 / fp32 ``[N, H, V, K]`` or None: written with the
+            state after each sequence's last token. May be the very same
+            tensor as ``initial_state`` (updated in place); when both are
+            given their dtypes must match.
+        cu_seqlens: int64 ``[N + 1]`` or None. With it, the ``B == 1`` row
+            packs ``N`` sequences: sequence ``i`` is tokens
+            ``cu_seqlens[i] .. cu_seqlens[i + 1]`` (0-based, non-decreasing,
+            ending at ``T``). Without it each of the ``B`` rows is a sequence
+            (``N == B``). Must be on the same device as ``q``.
+
+    Tensors may come from any framework that supports DLPack: PyTorch,
+    NumPy (bfloat16 as ``ml_dtypes.bfloat16``), CuPy, JAX (inputs only: JAX
+    arrays are immutable).
+"""
+
+_ERRORS_DOC = """
+    Raises:
+        TypeError: a tensor has the wrong dtype (for example fp16 where bf16 is
+            required), or an argument is not a tensor / number.
+        ValueError: a wrong shape, rank, device, layout (non-contiguous or
+            misaligned), overlapping outputs, ``lower_bound`` outside
+            ``[-5, 0]``, a non-finite ``scale``, bad host ``cu_seqlens``
+            contents, ``B != 1`` with ``cu_seqlens``, a read-only output.
+        RuntimeError: the device is not supported by this build (for example
+            a CUDA tensor in a CPU-only build, or a GPU without kernels).
+
+    Every message starts with the offending argument's name ("q: expected
+    dtype bfloat16, got float16"), which is also the exception's
+    ``argument`` attribute. A refused call writes nothing.
+"""
+
+
+def _scalar(x: object, name: str) -> float:
+    if type(x) is float:
+        return x  # type: ignore[return-value]
+    if isinstance(x, (str, bytes)):
+        err = TypeError(f"{name}: expected a real number, got {type(x).__name__}")
+        err.argument = name  # type: ignore[attr-defined]
+        raise err
+    try:
+        return float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        err = TypeError(f"{name}: expected a real number, got {type(x).__name__}")
+        err.argument = name  # type: ignore[attr-defined]
+        raise err from None
+
+
+_torch_allocators: dict = {}
+_exchange: dict = {}
+
+
+def _torch_exchange(tp: type) -> bool:
+    """Whether the extension can read tensors of type ``tp`` through the
+    DLPack C exchange API (PyTorch >= 2.9); cached per type."""
+    r = _exchange.get(tp)
+    if r is None:
+        r = _exchange[tp] = bool(_C.has_exchange_api(tp))
+    return r
+
+
+def _torch_allocator(device):
+    alloc = _torch_allocators.get(device)
+    if alloc is None:
+        torch = _sys.modules["torch"]
+        uint8 = torch.uint8
+
+        def alloc(nbytes: int):
+            return torch.empty(nbytes, dtype=uint8, device=device)
+
+        _torch_allocators[device] = alloc
+    return alloc
+
+
+def _cupy_allocate(nbytes: int):
+    cupy = _sys.modules["cupy"]
+    return cupy.empty(nbytes, dtype=cupy.uint8)
+
+
+def fwd(
+    q,
+    k,
+    v,
+    g,
+    beta,
+    scale,
+    out,
+    A_log,
+    dt_bias,
+    lower_bound,
+    initial_state=None,
+    final_state=None,
+    cu_seqlens=None,
+):
+    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens]
+    bf16 = _prepare(tensors)
+    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors
+    scale = _scalar(scale, "scale")
+    lower_bound = _scalar(lower_bound, "lower_bound")
+
+    tp = type(q)
+    fw = _FRAMEWORK.get(tp)
+    if fw is None:
+        fw = _framework(tp)
+
+    if fw == _TORCH:
+        if _torch_exchange(tp):
+            # The extension reads the tensors through PyTorch's DLPack C
+            # exchange API and takes the current stream and the workspace
+            # (caching allocator) from the same table.
+            _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
+                   initial_state, final_state, cu_seqlens, bf16=bf16)
+            return None
+        device = q.device
+        if device.type == "cuda":
+            torch = _sys.modules["torch"]
+            if device.index != torch.cuda.current_device():
+                # PyTorch exports CUDA tensors through DLPack only from their
+                # own device; launch there too.
+                with torch.cuda.device(device):
+                    stream = torch.cuda.current_stream(device).cuda_stream
+                    _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
+                           initial_state, final_state, cu_seqlens, stream=stream,
+                           workspace=_torch_allocator(device), bf16=bf16)
+                return None
+            stream = torch.cuda.current_stream(device).cuda_stream
+            _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
+                   initial_state, final_state, cu_seqlens, stream=stream,
+                   workspace=_torch_allocator(device), bf16=bf16)
+            return None
+    elif fw == _CUPY:
+        cupy = _sys.modules["cupy"]
+        with cupy.cuda.Device(q.device.id):
+            stream = cupy.cuda.get_current_stream().ptr
+            _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
+                   initial_state, final_state, cu_seqlens, stream=stream,
+                   workspace=_cupy_allocate, bf16=bf16)
+        return None
+    elif fw != _NUMPY:
+        dev_type, dev_id = _dlpack_device(q)
+        if dev_type in _CUDA_DEVICE_TYPES:
+            _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
+                   initial_state, final_state, cu_seqlens, stream=0,
+                   workspace=_generic_cuda_allocator(dev_id), bf16=bf16)
+            return None
+
+    # Host tensors: the CPU backend (needs no stream and no workspace).
+    _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
+           initial_state, final_state, cu_seqlens, bf16=bf16)
+    return None
+
+
+fwd.__doc__ = (
+    """Kimi Delta Attention forward, in place (FlashKDA's ``flash_kda.fwd``).
+
+    Computes the gated delta-rule recurrence of every sequence and head and
+    writes the output to ``out`` and, if given, the last state of each
+    sequence to ``final_state``. Returns None.
+
+    Host tensors run the CPU backend (parallel over sequences and heads).
+    CUDA tensors run the CUDA kernels asynchronously on the current stream of
+    the tensors' framework (PyTorch: ``torch.cuda.current_stream()``; CuPy:
+    ``cupy.cuda.get_current_stream()``; others: the default stream), with a
+    scratch workspace allocated by that framework (PyTorch's caching
+    allocator) only when :func:`workspace_size` is non-zero. The call does
+    not synchronise the host; with CUDA ``cu_seqlens`` its contents are
+    checked on the device, and a bad one leaves ``out`` unwritten.
+"""
+    + _ARGS_DOC
+    + """
+    Example (FlashKDA / flash-linear-attention call style)::
+
+        flash_kda.fwd(q, k, v, g, beta, scale, out,
+                      A_log=A_log, dt_bias=dt_bias, lower_bound=-5.0,
+                      initial_state=h0, final_state=ht, cu_seqlens=cu_seqlens)
+"""
+    + _ERRORS_DOC
+)
+
+
+def reference_fwd(
+    q,
+    k,
+    v,
+    g,
+    beta,
+    scale,
+    out,
+    A_log,
+    dt_bias,
+    lower_bound,
+    initial_state=None,
+    final_state=None,
+    cu_seqlens=None,
+):
+    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens]
+    bf16 = _prepare(tensors)
+    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors
+    _C.reference_fwd(q, k, v, g, beta, _scalar(scale, "scale"), out, A_log, dt_bias,
+                     _scalar(lower_bound, "lower_bound"), initial_state, final_state,
+                     cu_seqlens, bf16=bf16)
+
+
+reference_fwd.__doc__ = (
+    """The float64 token-by-token oracle of :func:`fwd`, on host tensors.
+
+    Same arguments and checks as :func:`fwd`, computed exactly as the
+    recurrence of docs/kda.md in float64 (slow: ``O(T * H * K * V)`` scalar
+    work, single pass per sequence and head). Differences from :func:`fwd`:
+    every tensor must be on the host (CPU / NumPy), ``out`` may also be
+    fp32 or fp64 and the states bf16, fp32 or fp64, so the result need not
+    be rounded, and no alignment is required. Returns None.
+"""
+    + _ARGS_DOC
+    + _ERRORS_DOC
+)
+
+
+def workspace_size(
+    q,
+    k,
+    v,
+    g,
+    beta,
+    scale,
+    out,
+    A_log,
+    dt_bias,
+    lower_bound,
+    initial_state=None,
+    final_state=None,
+    cu_seqlens=None,
+) -> int:
+    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens]
+    bf16 = _prepare(tensors)
+    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors
+    return _C.workspace_size(q, k, v, g, beta, _scalar(scale, "scale"), out, A_log, dt_bias,
+                             _scalar(lower_bound, "lower_bound"), initial_state, final_state,
+                             cu_seqlens, bf16=bf16)
+
+
+workspace_size.__doc__ = (
+    """Bytes of scratch memory :func:`fwd` needs for these arguments.
+
+    0 for host tensors. :func:`fwd` allocates it by itself (with the tensors'
+    framework), so this is informational: for memory planning or to check
+    arguments without running anything (it validates them exactly as
+    :func:`fwd` does and raises the same errors).
+"""
+    + _ARGS_DOC
+    + _ERRORS_DOC
+)
+
+
+def cuda_available(device_id: int = 0) -> bool:
+    """True when this build has CUDA kernels for CUDA device ``device_id``.
+
+    False in a CPU-only build, without a CUDA driver or device, or when the
+    device's compute capability was not compiled in (see :func:`build_info`).
+    """
+    return bool(_C.cuda_backend_available(int(device_id)))
+
+
+def build_info() -> str:
+    """A one-line description of this build: version and CUDA architectures."""
+    return _C.build_info()

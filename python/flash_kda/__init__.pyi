@@ -1,0 +1,57 @@
+# Type stubs for flash_kda. Tensors are any DLPack-capable array: torch.Tensor,
+# numpy.ndarray (bfloat16 via ml_dtypes), cupy.ndarray, jax.Array, ...
+from typing import Any, Final, Optional, SupportsFloat
+
+__version__: Final[str]
+HEAD_DIM: Final[int]
+__all__: list[str]
+
+Tensor = Any
+
+def fwd(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    beta: Tensor,
+    scale: SupportsFloat,
+    out: Tensor,
+    A_log: Tensor,
+    dt_bias: Tensor,
+    lower_bound: SupportsFloat,
+    initial_state: Optional[Tensor] = None,
+    final_state: Optional[Tensor] = None,
+    cu_seqlens: Optional[Tensor] = None,
+) -> None: ...
+def reference_fwd(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    beta: Tensor,
+    scale: SupportsFloat,
+    out: Tensor,
+    A_log: Tensor,
+    dt_bias: Tensor,
+    lower_bound: SupportsFloat,
+    initial_state: Optional[Tensor] = None,
+    final_state: Optional[Tensor] = None,
+    cu_seqlens: Optional[Tensor] = None,
+) -> None: ...
+def workspace_size(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    beta: Tensor,
+    scale: SupportsFloat,
+    out: Tensor,
+    A_log: Tensor,
+    dt_bias: Tensor,
+    lower_bound: SupportsFloat,
+    initial_state: Optional[Tensor] = None,
+    final_state: Optional[Tensor] = None,
+    cu_seqlens: Optional[Tensor] = None,
+) -> int: ...
+def cuda_available(device_id: int = 0) -> bool: ...
+def build_info() -> str: ...
