@@ -115,9 +115,11 @@ size_t fwd_workspace_size(const FwdParams& params);
 void fwd(const FwdParams& params, void* workspace, size_t workspace_bytes,
          cudaStream_t stream = nullptr);
 
-// Status word the CUDA backend leaves at the start of the workspace:
-// kStatusOk, or kStatusBadCuSeqlens when cu_seqlens was not 0-based,
-// non-decreasing and ending at T (then nothing was written).
+// Status word the CUDA backend leaves at the start of the workspace (varlen
+// calls): kStatusOk, or kStatusBadCuSeqlens when the device copy of
+// cu_seqlens was not 0-based, non-decreasing and ending at T. That cannot be
+// raised without a host sync, so instead nothing is computed and `out` and
+// `final_state` are filled with NaN: never a plausible-looking result.
 inline constexpr int32_t kStatusOk = 0;
 inline constexpr int32_t kStatusBadCuSeqlens = 1;
 

@@ -239,7 +239,8 @@ fwd.__doc__ = (
     scratch workspace allocated by that framework (PyTorch's caching
     allocator) only when :func:`workspace_size` is non-zero. The call does
     not synchronise the host; with CUDA ``cu_seqlens`` its contents are
-    checked on the device, and a bad one leaves ``out`` unwritten.
+    checked on the device (no sync), and a bad one computes nothing and fills
+    ``out`` and ``final_state`` with NaN, never a plausible-looking result.
 """
     + _ARGS_DOC
     + """

@@ -92,6 +92,15 @@ size_t workspace_size(const FwdParams&, const FwdShape& shape) {
 void forward(const FwdParams& params, const FwdShape& shape, void* workspace, size_t,
              cudaStream_t stream) {
   const int device = params.q.device_id;
+  int count = 0;
+  const cudaError_t count_err = cudaGetDeviceCount(&count);
+  if (count_err != cudaSuccess || device < 0 || device >= count) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    detail::fail(ErrorKind::kUnsupported, "q",
+                 "q: is a CUDA tensor on device " + std::to_string(device) + ", but the CUDA runtime reports " +
+                     (count_err != cudaSuccess ? std::string(cudaGetErrorString(count_err))
+                                               : std::to_string(count) + " device(s)"));
+  }
   const DeviceInfo& info = device_info(device);
   if (!(built_for_sm90a() && info.major == 9 && info.minor == 0))
     detail::fail(ErrorKind::kUnsupported, "q",

@@ -1,5 +1,6 @@
 // Device-side check of cu_seqlens contents, so `fwd` needs no host sync:
-// the forward kernel reads the status word and writes nothing when it is set.
+// the forward kernel reads the status word and, when it is set, computes
+// nothing and NaN-fills the outputs (see kStatusBadCuSeqlens).
 #include "cuda/sm90/fwd_launch.h"
 
 namespace flash_kda::sm90 {

@@ -25,10 +25,37 @@ struct WorkItem {
   }
 };
 
-// Maps blockIdx to a work item; false when the CTA has nothing to do (bad
-// cu_seqlens flagged by the device check: then no CTA writes anything).
+// When the device check found cu_seqlens invalid, no result is computed and
+// the outputs are filled with NaN instead, so a caller who could not be told
+// synchronously never receives a plausible-looking tensor. All CTAs share the
+// `out` fill (grid-stride); each fills its own rows of final_state.
+__device__ __forceinline__ void poison_outputs(const FwdKernelParams& p) {
+  const uint4 nan4 = make_uint4(0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u);
+  const int64_t ctas = int64_t(gridDim.x) * gridDim.y;
+  const int64_t cta = int64_t(blockIdx.y) * gridDim.x + blockIdx.x;
+  const int64_t out_vec = p.total_rows * p.heads * kHeadDim / 8;  // 16-byte vectors
+  for (int64_t i = cta * blockDim.x + threadIdx.x; i < out_vec; i += ctas * blockDim.x)
+    reinterpret_cast<uint4*>(p.out)[i] = nan4;
+  if (p.final_kind == StateKind::kNone) return;
+  const int vblock = int(blockIdx.x % unsigned(p.num_vblocks));
+  const int64_t sequence = blockIdx.x / unsigned(p.num_vblocks);
+  const int rows = kHeadDim / p.num_vblocks;
+  const int64_t first = ((sequence * p.heads + blockIdx.y) * kHeadDim + int64_t(vblock) * rows) * kHeadDim;
+  const int bytes_per = p.final_kind == StateKind::kFloat32 ? 4 : 2;
+  const int64_t vecs = int64_t(rows) * kHeadDim * bytes_per / 16;
+  const uint4 fnan4 = p.final_kind == StateKind::kFloat32
+                          ? make_uint4(0x7fc00000u, 0x7fc00000u, 0x7fc00000u, 0x7fc00000u) : nan4;
+  uint4* dst = reinterpret_cast<uint4*>(static_cast<char*>(p.final_state) + first * bytes_per);
+  for (int64_t i = threadIdx.x; i < vecs; i += blockDim.x) dst[i] = fnan4;
+}
+
+// Maps blockIdx to a work item; false when the CTA has nothing to compute
+// (invalid cu_seqlens: then it NaN-fills its share of the outputs).
 __device__ __forceinline__ bool make_work_item(const FwdKernelParams& p, WorkItem& w) {
-  if (p.status != nullptr && *p.status != 0) return false;
+  if (p.status != nullptr && *p.status != 0) {
+    poison_outputs(p);
+    return false;
+  }
   w.vblock = int(blockIdx.x % unsigned(p.num_vblocks));
   w.sequence = int(blockIdx.x / unsigned(p.num_vblocks));
   w.head = int(blockIdx.y);
