@@ -17,6 +17,7 @@ python3 -m pip install -q --disable-pip-version-check -r requirements/test.txt
 
 CUTLASS_INCLUDE_DIR=$(python3 -c "import cutlass_library, os; print(os.path.join(os.path.dirname(cutlass_library.__file__), 'source', 'include'))")
 echo "== building the C++ library and GoogleTest suites (build/test)"
+mkdir -p build
 cmake -S . -B build/test -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASH_KDA_BUILD_TESTS=ON \
   -DFLASH_KDA_CUDA="${FLASH_KDA_CUDA:-AUTO}" -DFLASH_KDA_CUDA_ARCHS="${FLASH_KDA_CUDA_ARCHS:-90a}" \
   -DCUTLASS_INCLUDE_DIR="$CUTLASS_INCLUDE_DIR" >build/cmake-configure.log 2>&1 || {

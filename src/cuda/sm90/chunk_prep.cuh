@@ -319,9 +319,11 @@ struct ChunkPrep {
       // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in the recurrence warps' fragment order, this half's value tiles
       wait_barrier(&s.raw_v_full[stage], phase);
       if (valid < kChunk) {  // tail: rows past the end hold stale data; make them exact zeros
-        for (int idx = lane; idx < (kChunk - valid) * kBV / 8; idx += 32)
-          reinterpret_cast<uint4*>(&raw.v[valid * kBV])[idx] = make_uint4(0, 0, 0, 0);
-        __syncwarp();  // (both halves write the same zeros, each before its own reads)
+        if (half == 0) {
+          for (int idx = lane; idx < (kChunk - valid) * kBV / 8; idx += 32)
+            reinterpret_cast<uint4*>(&raw.v[valid * kBV])[idx] = make_uint4(0, 0, 0, 0);
+        }
+        sync_pair();  // (the pair takes this branch together: valid is uniform)
       }
       {
         const LaneRowCol br = lane_b_order(lane);
@@ -352,8 +354,14 @@ struct ChunkPrep {
       }
       {
         const int col = t0 + 2 * qid;
-        *reinterpret_cast<uint32_t*>(&out.mqk[swz16(gid, col)]) = pack_bf16x2(m_acc.x[0], m_acc.x[1]);
-        *reinterpret_cast<uint32_t*>(&out.mqk[swz16(gid + 8, col)]) = pack_bf16x2(m_acc.x[2], m_acc.x[3]);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const float x0 = m_acc.x[2 * r], x1 = m_acc.x[2 * r + 1];
+          const uint32_t hi = pack_bf16x2(x0, x1);
+          const float2 hf = unpack_bf16x2(hi);
+          *reinterpret_cast<uint32_t*>(&out.mqk[swz16(gid + 8 * r, col)]) = hi;
+          *reinterpret_cast<uint32_t*>(&out.mqk_lo[swz16(gid + 8 * r, col)]) = pack_bf16x2(x0 - hf.x, x1 - hf.y);
+        }
         const uint4* src = reinterpret_cast<const uint4*>(half == 0 ? scr.qd : scr.kr);
         uint4* dst = reinterpret_cast<uint4*>(half == 0 ? &out.wq[kChunk * kDim] : out.kr);
 #pragma unroll

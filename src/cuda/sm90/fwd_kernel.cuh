@@ -13,6 +13,13 @@ struct FwdKernelTraits {
   static constexpr int kRecurrenceWarps = kBV / 16;
   static constexpr int kThreads = 32 * (kRecurrenceWarps + kPrepWarps);
   static constexpr size_t kSmemBytes = sizeof(SharedStorage<kBV>);
+  // With 16 warps (kBV = 128) the entry cap is 128 registers; the prep warps
+  // (many live per-token values) take some from the recurrence warps.
+  static constexpr bool kRebalanceRegisters = kBV == 128;
+  static constexpr int kRecurrenceRegs = 120;
+  static constexpr int kPrepRegs = 136;
+  static_assert(!kRebalanceRegisters ||
+                (kRecurrenceRegs * kRecurrenceWarps + kPrepRegs * kPrepWarps) * 32 <= 65536);
 };
 
 template <int kBV>
@@ -40,8 +47,10 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
   __syncthreads();
 
   if (warp < Traits::kRecurrenceWarps) {
+    if constexpr (Traits::kRebalanceRegisters) cutlass::arch::warpgroup_reg_dealloc<Traits::kRecurrenceRegs>();
     Recurrence<kBV>{params, smem, item, warp, lane}.run();
   } else {
+    if constexpr (Traits::kRebalanceRegisters) cutlass::arch::warpgroup_reg_alloc<Traits::kPrepRegs>();
     // Pair p = warps (2p, 2p+1) after the recurrence warps: its halves sit on
     // different schedulers.
     const int prep = warp - Traits::kRecurrenceWarps;

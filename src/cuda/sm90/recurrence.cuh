@@ -4,7 +4,7 @@
 // mma accumulators for the whole sequence: it never leaves registers. Per chunk:
 //   P   = S·[W; qd]ᵀ                    (32 mma.sync, S rounded to bf16 on the fly)
 //   Uᵀ  = U0ᵀ − P_W                      (fp32)
-//   Oᵀ  = P_qd + Uᵀ·Mqkᵀ                 (fp32 accumulate, rounded once to bf16)
+//   Oᵀ  = P_qd + Uᵀ·Mqkᵀ                 (U, Mqk as bf16 hi + lo; rounded once to bf16)
 //   S   = S·diag(2^Γ) + Uᵀ·kr            (fp32)
 // and the 16 x 16 output tile goes to HBM through a small staging buffer.
 #pragma once
@@ -77,12 +77,11 @@ struct Recurrence {
 
     const LaneRowCol ar = lane_a_order(lane), br = lane_b_order(lane);
     const int qid = lane & 3;
-    bf16* staging = s.out_staging[warp];
 
     for (int c = 0; c < w.num_chunks; ++c) {
       const int stage = c % kStages;
       wait_barrier(&s.prepped_full[stage], (c / kStages) & 1);
-      const auto& in = s.prepped[stage];
+      auto& in = s.prepped[stage];
 
       // P = S·[W; qd]ᵀ: pw (tokens 0-7, 8-15 of W), pq (of qd)
       FragC pw[2], pq[2];
@@ -102,21 +101,33 @@ struct Recurrence {
         mma(pq[1], a, FragB{{bq[2], bq[3]}});
       }
 
-      // Uᵀ = U0ᵀ − S·Wᵀ, then as a bf16 A operand (k = tokens)
-      const float4 u0a = reinterpret_cast<const float4*>(in.u0[warp][lane])[0];
-      const float4 u0b = reinterpret_cast<const float4*>(in.u0[warp][lane])[1];
-      FragA ua;
-      ua.x[0] = pack_bf16x2(u0a.x - pw[0].x[0], u0a.y - pw[0].x[1]);
-      ua.x[1] = pack_bf16x2(u0a.z - pw[0].x[2], u0a.w - pw[0].x[3]);
-      ua.x[2] = pack_bf16x2(u0b.x - pw[1].x[0], u0b.y - pw[1].x[1]);
-      ua.x[3] = pack_bf16x2(u0b.z - pw[1].x[2], u0b.w - pw[1].x[3]);
+      // Uᵀ = U0ᵀ − S·Wᵀ, then as bf16 A operands (k = tokens): hi for the
+      // state update, hi + lo for the output (the intra-chunk term has no
+      // fp32 state path to dilute its rounding).
+      const float4* u0_slice = reinterpret_cast<const float4*>(in.u0[warp][lane]);
+      const float4 u0a = u0_slice[0], u0b = u0_slice[1];
+      const float u[8] = {u0a.x - pw[0].x[0], u0a.y - pw[0].x[1], u0a.z - pw[0].x[2], u0a.w - pw[0].x[3],
+                          u0b.x - pw[1].x[0], u0b.y - pw[1].x[1], u0b.z - pw[1].x[2], u0b.w - pw[1].x[3]};
+      FragA ua, ua_lo;
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        ua.x[r] = pack_bf16x2(u[2 * r], u[2 * r + 1]);
+        const float2 h = unpack_bf16x2(ua.x[r]);
+        ua_lo.x[r] = pack_bf16x2(u[2 * r] - h.x, u[2 * r + 1] - h.y);
+      }
 
-      // Oᵀ = qd·Sᵀ + Uᵀ·Mqkᵀ
+      // Oᵀ = qd·Sᵀ + Uᵀ·Mqkᵀ with U and Mqk each as bf16 hi + lo (lo·lo dropped)
       {
-        uint32_t bm[4];
+        uint32_t bm[4], bm_lo[4];
         ldsm_x4(&in.mqk[swz16(br.row, br.col)], bm);
-        mma(pq[0], ua, FragB{{bm[0], bm[1]}});
-        mma(pq[1], ua, FragB{{bm[2], bm[3]}});
+        ldsm_x4(&in.mqk_lo[swz16(br.row, br.col)], bm_lo);
+#pragma unroll
+        for (int n = 0; n < 2; ++n) {
+          const FragB hi{{bm[2 * n], bm[2 * n + 1]}}, lo{{bm_lo[2 * n], bm_lo[2 * n + 1]}};
+          mma(pq[n], ua, hi);
+          mma(pq[n], ua_lo, hi);
+          mma(pq[n], ua, lo);
+        }
       }
 
       // S = S·diag(2^Γ) + Uᵀ·kr
@@ -135,12 +146,12 @@ struct Recurrence {
           mma(S[nt], ua, FragB{{bk[2 * h], bk[2 * h + 1]}});
         }
       }
-      __syncwarp();
-      Barrier::arrive(&s.prepped_empty[stage]);
-
-      // Output tile [16 tokens][16 values] via stmatrix.trans, then 16-byte stores.
+      // Output tile [16 tokens][16 values]: stmatrix.trans into this warp's
+      // own (already read) u0 slice, then 16-byte stores; then release the stage.
+      bf16* staging = reinterpret_cast<bf16*>(&in.u0[warp][0][0]);  // 1 KB, this warp's alone
       const uint32_t o[4] = {pack_bf16x2(pq[0].x[0], pq[0].x[1]), pack_bf16x2(pq[0].x[2], pq[0].x[3]),
                              pack_bf16x2(pq[1].x[0], pq[1].x[1]), pack_bf16x2(pq[1].x[2], pq[1].x[3])};
+      __syncwarp();  // every lane has read its u0 fragment
       stsm_x4_trans(&staging[br.row * 16 + br.col], o);
       __syncwarp();
       const int tok = lane >> 1;
@@ -150,7 +161,8 @@ struct Recurrence {
                             warp * 16 + (lane & 1) * 8;
         *reinterpret_cast<uint4*>(static_cast<bf16*>(p.out) + off) = val;
       }
-      __syncwarp();  // staging is rewritten next chunk
+      __syncwarp();
+      Barrier::arrive(&s.prepped_empty[stage]);
     }
 
     store_state(S);

@@ -48,15 +48,17 @@ struct SharedStorage {
   struct Prepped {
     bf16 wq[2 * kChunk * kDim];      // rows 0-15: W = INV·diag(b)·kd; rows 16-31: qd (swz128)
     bf16 kr[kChunk * kDim];          // swz128
-    bf16 mqk[kChunk * kChunk];       // swz16, lower triangle with diagonal
+    bf16 mqk[kChunk * kChunk];       // Mqk = mqk + mqk_lo (bf16 hi/lo), swz16, lower triangle with diagonal
+    bf16 mqk_lo[kChunk * kChunk];
     float decay[kDim];               // 2^Γ per key channel
-    float u0[kVTiles][32][8];        // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in mma-fragment order
+    // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in mma-fragment order; recurrence warp w then
+    // reuses its own slice u0[w] to stage its output tile.
+    float u0[kVTiles][32][8];
   };
 
   Raw raw[kStages];
   Scratch scratch[kStages];
   Prepped prepped[kStages];
-  bf16 out_staging[kVTiles][kChunk * 16];  // per recurrence warp: [token][16 values]
   uint64_t raw_qkg_full[kStages];
   uint64_t raw_v_full[kStages];
   uint64_t prepped_full[kStages];
