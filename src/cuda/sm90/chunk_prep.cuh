@@ -14,7 +14,8 @@
 //      hi + lo so the products below keep ~16 bits;
 //   5. W = INV·diag(b)·kd and U0ᵀ = vᵀ·(INV·diag(b))ᵀ (the WY form takes the
 //      inverse off the recurrence's critical path);
-//   6. publish W;qd, kr, Mqk, 2^Γ, U0ᵀ in the prepped stage.
+//   6. publish W;qd, kr, Mqk, 2^Γ, U0ᵀ in the prepped stage (qd and kr are
+//      written there directly by step 2, once the recurrence has released it).
 #pragma once
 
 #include "cuda/sm90/shared_storage.cuh"
@@ -45,9 +46,10 @@ struct ChunkPrep {
   // writes kd, ki, qd, kr rows to scratch and returns 2^Γ of this lane's
   // channels. kFull: all 16 rows are real tokens (no masking needed).
   template <bool kFull>
-  __device__ void elementwise(int valid, float (&exp_gamma)[4]) {
+  __device__ void elementwise(int valid, int it, float (&exp_gamma)[4]) {
     auto& raw = s.raw[stage];
     auto& scr = s.scratch[stage];
+    auto& out = s.prepped[stage];
     const int t0 = half * kHalf;
     float sums[2 * kHalf];
 #pragma unroll
@@ -78,6 +80,10 @@ struct ChunkPrep {
     // Exchange the halves' sums: half 1's G starts at half 0's total; Γ = both.
     *reinterpret_cast<float4*>(&scr.gamma_part[half][4 * lane]) = make_float4(part[0], part[1], part[2], part[3]);
     sync_pair();  // #1
+    // The main pass writes into the prepped stage: wait until the recurrence
+    // has released it (chunk c - 4). The prep is the slower side, so this
+    // wait is normally already satisfied.
+    if (it > 0) wait_barrier(&s.prepped_empty[stage], (it - 1) & 1);
     const float4 p0 = *reinterpret_cast<const float4*>(&scr.gamma_part[0][4 * lane]);
     const float4 p1 = *reinterpret_cast<const float4*>(&scr.gamma_part[1][4 * lane]);
     exp_gamma[0] = fast_exp2(p0.x + p1.x);
@@ -110,10 +116,16 @@ struct ChunkPrep {
         kr[i] = ki[i] * exp_gamma[i];           // = kn·2^(Γ-G) <= |kn|
         qd[i] = qv[i] * rq * up;
       }
+      // qd and kr go straight to the prepped stage (released before this pass).
+      store4(out.wq + kChunk * kDim, t0 + t, qd);
+      store4(out.kr, t0 + t, kr);
       store4(scr.kd, t0 + t, kd);
       store4(scr.ki, t0 + t, ki);
-      store4(scr.qd, t0 + t, qd);
-      store4(scr.kr, t0 + t, kr);
+      // The bf16 rounding residues of qd and ki make Mqk = qd·kiᵀ exact to
+      // ~16 bits (q·k cancels: bf16 operands alone cost ~3e-3 relative in
+      // outputs with little history).
+      store4(scr.qd_lo, t0 + t, residue4(qd));
+      store4(scr.ki_lo, t0 + t, residue4(ki));
     }
   }
 
@@ -188,9 +200,9 @@ struct ChunkPrep {
 
       float exp_gamma[4];
       if (valid == kChunk) {
-        elementwise<true>(valid, exp_gamma);
+        elementwise<true>(valid, it, exp_gamma);
       } else {
-        elementwise<false>(valid, exp_gamma);
+        elementwise<false>(valid, it, exp_gamma);
       }
       sync_pair();  // #2: scratch rows complete, raw q/k/g consumed by both halves
 
@@ -209,11 +221,17 @@ struct ChunkPrep {
           FragA a_kd, a_qd;
           uint32_t b_ki[4];
           ldsm_x4(&scr.kd[swz128(ar.row, 16 * ks + ar.col)], a_kd.x);
-          ldsm_x4(&scr.qd[swz128(ar.row, 16 * ks + ar.col)], a_qd.x);
+          ldsm_x4(&s.prepped[stage].wq[swz128(kChunk + ar.row, 16 * ks + ar.col)], a_qd.x);
           ldsm_x4(&scr.ki[swz128(br.row, 16 * ks + br.col)], b_ki);
           const FragB b{{half ? b_ki[2] : b_ki[0], half ? b_ki[3] : b_ki[1]}};
           mma(l_acc, a_kd, b);
           mma(m_acc, a_qd, b);
+          FragA a_qd_lo;
+          uint32_t b_ki_lo[4];
+          ldsm_x4(&scr.qd_lo[swz128(ar.row, 16 * ks + ar.col)], a_qd_lo.x);
+          ldsm_x4(&scr.ki_lo[swz128(br.row, 16 * ks + br.col)], b_ki_lo);
+          mma(m_acc, a_qd_lo, b);
+          mma(m_acc, a_qd, FragB{{half ? b_ki_lo[2] : b_ki_lo[0], half ? b_ki_lo[3] : b_ki_lo[1]}});
         }
       }
       {
@@ -289,7 +307,6 @@ struct ChunkPrep {
       sync_pair();  // #5: INV·diag(b) complete
 
       // ---- publish: wait until the recurrence has released this stage ----
-      if (it > 0) wait_barrier(&s.prepped_empty[stage], (it - 1) & 1);
       auto& out = s.prepped[stage];
 
       // W = INV·diag(b)·kd -> wq rows 0..15, this half's 64 key channels
@@ -347,7 +364,7 @@ struct ChunkPrep {
         }
       }
 
-      // 2^Γ and Mqk (this half's n-tile); qd (half 0) or kr (half 1) from scratch.
+      // 2^Γ and Mqk (this half's n-tile).
       if (half == 0) {
         *reinterpret_cast<float4*>(&out.decay[4 * lane]) =
             make_float4(exp_gamma[0], exp_gamma[1], exp_gamma[2], exp_gamma[3]);
@@ -362,10 +379,6 @@ struct ChunkPrep {
           *reinterpret_cast<uint32_t*>(&out.mqk[swz16(gid + 8 * r, col)]) = hi;
           *reinterpret_cast<uint32_t*>(&out.mqk_lo[swz16(gid + 8 * r, col)]) = pack_bf16x2(x0 - hf.x, x1 - hf.y);
         }
-        const uint4* src = reinterpret_cast<const uint4*>(half == 0 ? scr.qd : scr.kr);
-        uint4* dst = reinterpret_cast<uint4*>(half == 0 ? &out.wq[kChunk * kDim] : out.kr);
-#pragma unroll
-        for (int i = 0; i < kChunk * kDim / 8 / 32; ++i) dst[i * 32 + lane] = src[i * 32 + lane];
       }
       // raw v consumed by both halves (and maybe zeroed): order before the async-proxy refill.
       fence_async_shared();
@@ -402,6 +415,18 @@ struct ChunkPrep {
       blk[r][4] = b.x; blk[r][5] = b.y; blk[r][6] = b.z; blk[r][7] = b.w;
     }
   }
+  // x - bf16(x): what a bf16 rounding of x loses.
+  __device__ static void residue4_impl(const float (&x)[4], float (&r)[4]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) r[i] = x[i] - __bfloat162float(__float2bfloat16_rn(x[i]));
+  }
+  struct Four { float v[4]; };
+  __device__ static Four residue4(const float (&x)[4]) {
+    Four f;
+    residue4_impl(x, f.v);
+    return f;
+  }
+  __device__ void store4(bf16* tile, int t, const Four& x) const { store4(tile, t, x.v); }
   // INV·diag(b)[i][j] as a bf16 hi + lo pair.
   __device__ void write_invb(int i, int j, float val) const {
     auto& scr = s.scratch[stage];

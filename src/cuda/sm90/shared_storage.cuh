@@ -2,7 +2,7 @@
 //
 // Four prep warp pairs each own one pipeline stage: chunk c lives in stage c % 4.
 //   raw:     bulk-copy targets for the chunk's q, k, g (one barrier) and v (another)
-//   scratch: the prep pair's working tiles (kd, ki, qd, kr, L, INV·diag(b))
+//   scratch: the prep pair's working tiles (kd, ki, residues of qd and ki, L, INV·diag(b))
 //   prepped: what the recurrence warps read for the chunk (W;qd, kr, Mqk, 2^Γ, U0ᵀ)
 #pragma once
 
@@ -38,8 +38,8 @@ struct SharedStorage {
         float yblk[2][kChunk / 2][kChunk / 2];  // inverses of L's two 8x8 diagonal blocks
       } solve;
     };
-    bf16 qd[kChunk * kDim];
-    bf16 kr[kChunk * kDim];
+    bf16 qd_lo[kChunk * kDim];  // qd - bf16(qd), swizzled
+    bf16 ki_lo[kChunk * kDim];  // ki - bf16(ki)
     union {
       float gamma_part[2][kDim];        // the halves' gate sums, exchanged
       float lmat[kChunk * kChunk];      // L, fp32, strictly lower, rows scaled by b
