@@ -44,6 +44,7 @@ from ._dlpack import (
 __version__: str = _C.__version__
 __all__ = [
     "fwd",
+    "register_torch_op",
     "reference_fwd",
     "workspace_size",
     "cuda_available",
@@ -152,6 +153,33 @@ def _cupy_allocate(nbytes: int):
     return cupy.empty(nbytes, dtype=cupy.uint8)
 
 
+# PyTorch integration (torch.ops.flash_kda.fwd, for torch.compile and CUDA
+# graphs): registered when PyTorch is loaded. `_compiling` is true only while
+# Dynamo traces; then `fwd` becomes a call of the custom op.
+_torch_fwd_op = None
+
+
+def _not_compiling() -> bool:
+    return False
+
+
+_compiling = _not_compiling
+
+
+def register_torch_op():
+    """Registers ``torch.ops.flash_kda.fwd`` (done automatically when
+    ``torch`` is imported before ``flash_kda``, or by the first eager call with
+    PyTorch tensors) and returns it. Under ``torch.compile`` a call of
+    :func:`fwd` becomes a call of this op, so ``fullgraph=True`` traces it."""
+    global _torch_fwd_op, _compiling
+    if _torch_fwd_op is None:
+        from . import _torch_op
+
+        _torch_fwd_op = _torch_op.register(fwd)
+        _compiling = _torch_op.compiling()
+    return _torch_fwd_op
+
+
 def fwd(
     q,
     k,
@@ -167,6 +195,9 @@ def fwd(
     final_state=None,
     cu_seqlens=None,
 ):
+    if _compiling():
+        return _torch_fwd_op(q, k, v, g, beta, float(scale), out, A_log, dt_bias,
+                             float(lower_bound), initial_state, final_state, cu_seqlens)
     tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens]
     bf16 = _prepare(tensors)
     q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors
@@ -179,6 +210,8 @@ def fwd(
         fw = _framework(tp)
 
     if fw == _TORCH:
+        if _torch_fwd_op is None:
+            register_torch_op()
         if _torch_exchange(tp):
             # The extension reads the tensors through PyTorch's DLPack C
             # exchange API and takes the current stream and the workspace
@@ -340,3 +373,7 @@ def cuda_available(device_id: int = 0) -> bool:
 def build_info() -> str:
     """A one-line description of this build: version and CUDA architectures."""
     return _C.build_info()
+
+
+if "torch" in _sys.modules:
+    register_torch_op()

@@ -1,0 +1,62 @@
+"""``flash_kda.fwd`` as the PyTorch custom op ``torch.ops.flash_kda.fwd``.
+
+Internal to :mod:`flash_kda`; imported only when PyTorch is loaded (PyTorch
+stays optional). The op mutates ``out`` and ``final_state`` and returns
+nothing; its fake (meta) implementation does nothing, which is all
+``torch.compile`` needs to trace a call without a graph break. At run time the
+op calls the ordinary eager ``flash_kda.fwd`` (current stream, workspace from
+the caching allocator), so compiled graphs and CUDA graphs run the same code.
+
+While Dynamo traces, ``flash_kda.fwd`` forwards to this op (see
+``flash_kda._compiling``); eagerly it is not involved at all.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+
+def register(eager_fwd: Callable[..., None]):
+    """Registers ``flash_kda::fwd`` (once per process) and returns the op."""
+    existing = getattr(getattr(torch.ops, "flash_kda", None), "fwd", None)
+    if existing is not None and getattr(existing, "_flash_kda_registered", False):
+        return existing
+
+    @torch.library.custom_op("flash_kda::fwd", mutates_args=("out", "final_state"))
+    def fwd_op(
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        g: Tensor,
+        beta: Tensor,
+        scale: float,
+        out: Tensor,
+        A_log: Tensor,
+        dt_bias: Tensor,
+        lower_bound: float,
+        initial_state: Optional[Tensor],
+        final_state: Optional[Tensor],
+        cu_seqlens: Optional[Tensor],
+    ) -> None:
+        eager_fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
+                  initial_state, final_state, cu_seqlens)
+
+    @fwd_op.register_fake
+    def _(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
+          initial_state, final_state, cu_seqlens) -> None:
+        return None
+
+    op = torch.ops.flash_kda.fwd
+    try:
+        op._flash_kda_registered = True
+    except AttributeError:
+        pass
+    return op
+
+
+def compiling() -> Callable[[], bool]:
+    """The predicate ``flash_kda.fwd`` asks: true while Dynamo traces."""
+    return torch.compiler.is_compiling
