@@ -11,7 +11,6 @@ While Dynamo traces, ``flash_kda.fwd`` forwards to this op (see
 ``flash_kda._compiling``); eagerly it is not involved at all.
 """
 
-from __future__ import annotations
 
 from typing import Callable, Optional
 
