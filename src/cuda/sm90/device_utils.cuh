@@ -52,7 +52,7 @@ __device__ __forceinline__ float2 unpack_bf16x2(uint32_t v) {
 __device__ __forceinline__ int swz128(int row, int col) {
   return row * 128 + (((col >> 3) ^ (row & 7)) << 3) + (col & 7);
 }
-// A [16][16] bf16 tile (two chunks per row): rows 4..7 swap their chunks.
+// A [16][16] bf16 tile (two chunks per row): rows with bit 2 set swap their chunks.
 __device__ __forceinline__ int swz16(int row, int col) {
   return row * 16 + ((((col >> 3) ^ (row >> 2)) & 1) << 3) + (col & 7);
 }
@@ -130,19 +130,9 @@ __device__ __forceinline__ void reduce_scatter_stage(float (&v)[32], int lane) {
   }
 }
 
-// 32 partial sums per lane in, lane l out with the warp total of value l
-// (a reduce-scatter butterfly: 31 shuffles instead of 160).
-__device__ __forceinline__ float warp_reduce_scatter32(float (&v)[32], int lane) {
-  reduce_scatter_stage<16>(v, lane);
-  reduce_scatter_stage<8>(v, lane);
-  reduce_scatter_stage<4>(v, lane);
-  reduce_scatter_stage<2>(v, lane);
-  reduce_scatter_stage<1>(v, lane);
-  return v[0];
-}
-
 // 16 partial sums per lane in; lanes l and l ^ 16 out with the warp total of
-// value l % 16 (an xor-16 all-reduce, then a 16-lane reduce-scatter).
+// value l % 16 (an xor-16 all-reduce, then a 16-lane reduce-scatter butterfly:
+// 31 shuffles instead of the 80 of 16 all-reduces).
 __device__ __forceinline__ float warp_reduce_scatter16(float (&v)[16], int lane) {
 #pragma unroll
   for (int i = 0; i < 16; ++i) v[i] += __shfl_xor_sync(0xffffffffu, v[i], 16);
