@@ -29,6 +29,22 @@ inline constexpr int kHeadDim = 128;
 inline constexpr double kMinLowerBound = -5.0;
 inline constexpr double kMaxLowerBound = 0.0;
 
+// How `g` becomes the per-channel natural-log decay of a token (docs/kda.md):
+//   kLowerBound   gate = lower_bound * sigmoid(exp(A_log[h]) * (g + dt_bias[h]))   FlashKDA's
+//   kSoftplus     gate = -exp(A_log[h]) * softplus(g + dt_bias[h])                   Kimi-Linear's
+//                 (unbounded; dt_bias optional: absent = zeros; lower_bound unused)
+//   kPrecomputed  gate = g: already the log decay (<= 0), bf16 or fp32; A_log and
+//                 dt_bias must be absent, lower_bound unused
+enum class GateMode : int { kLowerBound, kSoftplus, kPrecomputed };
+
+const char* gate_mode_name(GateMode mode);
+
+// The fast backends (CPU chunked, CUDA) clamp the per-token log decay of the
+// unbounded modes at this value: exp(-10) = 4.5e-5 of the old state survives
+// a token that should erase it, far below bf16 resolution (docs/numerics.md).
+// The float64 reference does not clamp.
+inline constexpr double kMinTokenLogDecay = -10.0;
+
 enum class DType : int { kBFloat16, kFloat16, kFloat32, kFloat64, kInt32, kInt64, kOther };
 enum class DeviceType : int { kCPU, kCUDA };
 
@@ -62,12 +78,14 @@ struct FwdParams {
   TensorRef k;        // bf16 [B, T, H, K]
   TensorRef v;        // bf16 [B, T, H, V]
   TensorRef g;        // bf16 [B, T, H, K]  gate logits before activation
+                      // (kPrecomputed: the log decay itself, bf16 or fp32)
   TensorRef beta;     // bf16 [B, T, H]     write-strength logits (sigmoid inside)
   double scale = 0;   // query scale, usually K ** -0.5
   TensorRef out;      // bf16 [B, T, H, V]  written
-  TensorRef A_log;    // fp32 [H]
-  TensorRef dt_bias;  // fp32 [H, K]
-  double lower_bound = -5.0;   // in [-5, 0]
+  TensorRef A_log;    // fp32 [H]      (absent with kPrecomputed)
+  TensorRef dt_bias;  // fp32 [H, K]   (optional with kSoftplus; absent with kPrecomputed)
+  double lower_bound = -5.0;   // in [-5, 0]; used by kLowerBound only
+  GateMode gate_mode = GateMode::kLowerBound;
   TensorRef initial_state;     // optional, bf16 or fp32 [N, H, V, K]
   TensorRef final_state;       // optional, bf16 or fp32 [N, H, V, K], written
   TensorRef cu_seqlens;        // optional, int64 [N + 1]; then B == 1

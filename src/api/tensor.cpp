@@ -14,6 +14,15 @@ const char* dtype_name(DType dtype) {
   }
 }
 
+const char* gate_mode_name(GateMode mode) {
+  switch (mode) {
+    case GateMode::kLowerBound: return "lower_bound";
+    case GateMode::kSoftplus: return "softplus";
+    case GateMode::kPrecomputed: return "precomputed";
+    default: return "an unknown gate mode";
+  }
+}
+
 size_t dtype_size(DType dtype) {
   switch (dtype) {
     case DType::kBFloat16:

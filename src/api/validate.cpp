@@ -131,10 +131,18 @@ void validate_cu_seqlens_contents(const int64_t* cu, int64_t count, int64_t tota
 
 FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
   // Presence, dtype and rank, argument by argument, in signature order.
+  const GateMode mode = p.gate_mode;
+  if (mode != GateMode::kLowerBound && mode != GateMode::kSoftplus && mode != GateMode::kPrecomputed)
+    fail(ErrorKind::kValue, "gate_mode",
+         "gate_mode: expected lower_bound, softplus or precomputed, got " +
+             std::to_string(static_cast<int>(mode)));
   const NamedRef activations[] = {{&p.q, "q"}, {&p.k, "k"}, {&p.v, "v"}, {&p.g, "g"}};
   for (auto [t, name] : activations) {
     require_present(*t, name);
-    require_dtype(*t, name, {DType::kBFloat16});
+    if (t == &p.g && mode == GateMode::kPrecomputed)
+      require_dtype(*t, name, {DType::kBFloat16, DType::kFloat32});
+    else
+      require_dtype(*t, name, {DType::kBFloat16});
     require_rank(*t, name, 4);
   }
   require_present(p.beta, "beta");
@@ -146,12 +154,23 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
   else
     require_dtype(p.out, "out", {DType::kBFloat16});
   require_rank(p.out, "out", 4);
-  require_present(p.A_log, "A_log");
-  require_dtype(p.A_log, "A_log", {DType::kFloat32});
-  require_rank(p.A_log, "A_log", 1);
-  require_present(p.dt_bias, "dt_bias");
-  require_dtype(p.dt_bias, "dt_bias", {DType::kFloat32});
-  require_rank(p.dt_bias, "dt_bias", 2);
+  if (mode == GateMode::kPrecomputed) {
+    // The gate is g itself: a decay rate or bias given as well would be ignored.
+    const NamedRef unused[] = {{&p.A_log, "A_log"}, {&p.dt_bias, "dt_bias"}};
+    for (auto [t, name] : unused)
+      if (t->present())
+        fail(ErrorKind::kValue, name,
+             std::string(name) + ": must be None with a precomputed gate (g is the log decay itself)");
+  } else {
+    require_present(p.A_log, "A_log");
+    require_dtype(p.A_log, "A_log", {DType::kFloat32});
+    require_rank(p.A_log, "A_log", 1);
+    if (mode == GateMode::kLowerBound || p.dt_bias.present()) {  // optional for softplus
+      require_present(p.dt_bias, "dt_bias");
+      require_dtype(p.dt_bias, "dt_bias", {DType::kFloat32});
+      require_rank(p.dt_bias, "dt_bias", 2);
+    }
+  }
 
   const int64_t B = p.q.shape[0], T = p.q.shape[1], H = p.q.shape[2], K = p.q.shape[3];
   const int64_t V = p.v.shape[3];
@@ -168,15 +187,15 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
   require_shape(p.v, "v", {B, T, H, V}, "[B, T, H, V] with B, T, H of q");
   require_shape(p.beta, "beta", {B, T, H}, "[B, T, H] of q");
   require_shape(p.out, "out", {B, T, H, V}, "same as v");
-  require_shape(p.A_log, "A_log", {H}, "[H]");
-  require_shape(p.dt_bias, "dt_bias", {H, K}, "[H, K]");
+  if (p.A_log.present()) require_shape(p.A_log, "A_log", {H}, "[H]");
+  if (p.dt_bias.present()) require_shape(p.dt_bias, "dt_bias", {H, K}, "[H, K]");
 
   const size_t tile_alignment = policy.allow_wide_outputs ? 1 : 16;
   for (auto [t, name] : activations) require_layout(*t, name, tile_alignment);
   require_layout(p.out, "out", policy.allow_wide_outputs ? 1 : 16);
   require_layout(p.beta, "beta", 2);
-  require_layout(p.A_log, "A_log", 4);
-  require_layout(p.dt_bias, "dt_bias", 4);
+  if (p.A_log.present()) require_layout(p.A_log, "A_log", 4);
+  if (p.dt_bias.present()) require_layout(p.dt_bias, "dt_bias", 4);
 
   FwdShape shape;
   shape.batch = B;
@@ -237,7 +256,8 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
 
   if (!std::isfinite(p.scale))
     fail(ErrorKind::kValue, "scale", "scale: expected a finite number, got " + number_string(p.scale));
-  if (!(p.lower_bound >= kMinLowerBound && p.lower_bound <= kMaxLowerBound))
+  if (mode == GateMode::kLowerBound &&
+      !(p.lower_bound >= kMinLowerBound && p.lower_bound <= kMaxLowerBound))
     fail(ErrorKind::kValue, "lower_bound",
          "lower_bound: expected a value in [-5, 0], got " + number_string(p.lower_bound));
 

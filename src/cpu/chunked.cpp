@@ -8,6 +8,7 @@
 //
 // Per chunk, with G = inclusive cumsum of the gate per channel and Γ = G_last:
 //   kd = k 2^G,  qd = scale q 2^G,  ki = k 2^-G,  kr = k 2^(Γ-G)
+//   (L and Mqk use kd, qd, ki rescaled by a per-channel 2^∓r; see reference_exponent)
 //   L   = strictly_lower(kd ki^T), row t scaled by b_t
 //   Mqk = lower(qd ki^T)                       (diagonal included)
 //   A   = (I + L)^-1
@@ -45,7 +46,8 @@ struct ChunkOperands {
   float b[C];              // sigmoid(beta)
   float G[C][K];           // base-2 inclusive cumsum of the gate
   float decay_total[K];    // 2^Γ: decay of the whole chunk per channel
-  float kd[C][K], qd[C][K], ki[C][K], kr[C][K];
+  float kd[C][K], qd[C][K], kr[C][K];      // against the state: 2^G, 2^(Γ-G) <= 1
+  float kd_rel[C][K], qd_rel[C][K], ki_rel[C][K];  // intra-chunk: relative to 2^ref
   float L[C][C];           // strictly lower, rows scaled by b
   float Mqk[C][C];         // lower, diagonal included
   float A[C][C];           // (I + L)^-1, unit lower triangular
@@ -56,13 +58,36 @@ struct ChunkOperands {
 
 // Per-head constants.
 struct HeadParams {
+  GateMode mode;
   float a;                  // exp(A_log[h])
-  float dt_bias[K];
+  float dt_bias[K];         // zeros when absent
   float lower_bound_log2;   // lower_bound * log2(e): gates in base 2
+  float min_gate_log2;      // kMinTokenLogDecay * log2(e): clamp of the unbounded modes
   float scale;
 };
 
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// The base-2 log decay of one channel from its gate input x (g as stored).
+float gate_log2(const HeadParams& hp, float x, float bias) {
+  switch (hp.mode) {
+    case GateMode::kSoftplus: {
+      const float y = x + bias;
+      const float softplus = std::max(y, 0.0f) + std::log1p(std::exp(-std::abs(y)));
+      return std::max(-hp.a * softplus * static_cast<float>(kLog2e), hp.min_gate_log2);
+    }
+    case GateMode::kPrecomputed:
+      return std::max(x * static_cast<float>(kLog2e), hp.min_gate_log2);
+    default:
+      return hp.lower_bound_log2 * sigmoid(hp.a * (x + bias));
+  }
+}
+
+// g[i] as float, bf16 or (precomputed gates) fp32.
+float load_gate_input(const TensorRef& g, int64_t i) {
+  if (g.dtype == DType::kFloat32) return static_cast<const float*>(g.data)[i];
+  return bf16_to_float(static_cast<const uint16_t*>(g.data)[i]);
+}
 
 // Loads K bf16 values and L2-normalises them: x / sqrt(sum x^2 + eps).
 void load_normalised(const uint16_t* src, float* dst) {
@@ -82,7 +107,6 @@ void gate_and_cumsum(const FwdParams& p, const HeadParams& hp, int64_t H, int64_
   const auto* q = static_cast<const uint16_t*>(p.q.data);
   const auto* k = static_cast<const uint16_t*>(p.k.data);
   const auto* v = static_cast<const uint16_t*>(p.v.data);
-  const auto* g = static_cast<const uint16_t*>(p.g.data);
   const auto* beta = static_cast<const uint16_t*>(p.beta.data);
 
   float running[K] = {};  // G of the previous row
@@ -94,10 +118,7 @@ void gate_and_cumsum(const FwdParams& p, const HeadParams& hp, int64_t H, int64_
       load_normalised(k + qk, ch.k[t]);
       for (int c = 0; c < V; ++c) ch.v[t][c] = bf16_to_float(v[(row * H + h) * V + c]);
       ch.b[t] = sigmoid(bf16_to_float(beta[row * H + h]));
-      for (int c = 0; c < K; ++c) {
-        const float x = hp.a * (bf16_to_float(g[qk + c]) + hp.dt_bias[c]);
-        running[c] += hp.lower_bound_log2 * sigmoid(x);
-      }
+      for (int c = 0; c < K; ++c) running[c] += gate_log2(hp, load_gate_input(p.g, qk + c), hp.dt_bias[c]);
     } else {  // padding: no decay, no key/query/value, no write
       for (int c = 0; c < K; ++c) ch.q[t][c] = ch.k[t][c] = 0.0f;
       for (int c = 0; c < V; ++c) ch.v[t][c] = 0.0f;
@@ -114,24 +135,39 @@ float dot(const float* x, const float* y) {
   return s;
 }
 
-// The decayed keys/queries and the two intra-chunk score matrices.
-// ki = k 2^-G grows up to 2^115 for lower_bound = -5 and C = 16 (see
-// constants.h); every product below pairs it with a 2^G_t of a later row,
-// so the entries of L and Mqk stay <= |k||q| in magnitude.
+// Base-2 reference exponent of channel c for the intra-chunk products.
+// L and Mqk need 2^(G_i - G_j), j <= i, factored as 2^(G_i - r) * 2^(r - G_j).
+// Lower-bounded gates: r = 0 (chunk start); the factors stay within 2^±115
+// for lower_bound >= -5 and C = 16. Unbounded gates (clamped at
+// kMinTokenLogDecay per token): r = ceil(G at the middle of the chunk), so
+// each factor spans only half a chunk, 8 tokens: within 2^±116.4. An integer
+// r keeps every rescaling by 2^r exact (the GPU kernel relies on it).
+float reference_exponent(const HeadParams& hp, const ChunkOperands& ch, int c) {
+  if (hp.mode == GateMode::kLowerBound) return 0.0f;
+  return std::ceil(ch.G[C / 2 - 1][c]);
+}
+
+// The decayed keys/queries and the two intra-chunk score matrices. Every
+// product in L and Mqk pairs a 2^(G_i - r) with a 2^(r - G_j) of an earlier
+// (or the same) row, so their entries stay <= |k||q| in magnitude.
 void build_chunk_operands(const HeadParams& hp, ChunkOperands& ch) {
-  for (int t = 0; t < C; ++t)
-    for (int c = 0; c < K; ++c) {
+  for (int c = 0; c < K; ++c) {
+    const float r = reference_exponent(hp, ch, c);
+    for (int t = 0; t < C; ++t) {
       const float G = ch.G[t][c];
-      const float up = std::exp2(G), down = std::exp2(-G);
-      ch.kd[t][c] = ch.k[t][c] * up;
-      ch.qd[t][c] = hp.scale * ch.q[t][c] * up;
-      ch.ki[t][c] = ch.k[t][c] * down;
+      const float up = std::exp2(G - r), down = std::exp2(r - G), abs_up = std::exp2(G);
+      ch.kd_rel[t][c] = ch.k[t][c] * up;
+      ch.qd_rel[t][c] = hp.scale * ch.q[t][c] * up;
+      ch.ki_rel[t][c] = ch.k[t][c] * down;
+      ch.kd[t][c] = ch.k[t][c] * abs_up;
+      ch.qd[t][c] = hp.scale * ch.q[t][c] * abs_up;
       ch.kr[t][c] = ch.k[t][c] * std::exp2(ch.G[C - 1][c] - G);
     }
+  }
   for (int i = 0; i < C; ++i)
     for (int j = 0; j < C; ++j) {
-      ch.L[i][j] = j < i ? ch.b[i] * dot(ch.kd[i], ch.ki[j]) : 0.0f;
-      ch.Mqk[i][j] = j <= i ? dot(ch.qd[i], ch.ki[j]) : 0.0f;
+      ch.L[i][j] = j < i ? ch.b[i] * dot(ch.kd_rel[i], ch.ki_rel[j]) : 0.0f;
+      ch.Mqk[i][j] = j <= i ? dot(ch.qd_rel[i], ch.ki_rel[j]) : 0.0f;
     }
 }
 
@@ -188,9 +224,12 @@ void chunk_step(ChunkOperands& ch, float* St) {
 // One (sequence, head): tokens [begin, end) of the flattened [B*T] axis.
 void run_head(const FwdParams& p, int64_t n, int64_t h, int64_t H, int64_t begin, int64_t end) {
   HeadParams hp;
-  hp.a = std::exp(static_cast<float>(load_element(p.A_log, h)));
-  for (int c = 0; c < K; ++c) hp.dt_bias[c] = static_cast<float>(load_element(p.dt_bias, h * K + c));
+  hp.mode = p.gate_mode;
+  hp.a = p.A_log.present() ? std::exp(static_cast<float>(load_element(p.A_log, h))) : 0.0f;
+  for (int c = 0; c < K; ++c)
+    hp.dt_bias[c] = p.dt_bias.present() ? static_cast<float>(load_element(p.dt_bias, h * K + c)) : 0.0f;
   hp.lower_bound_log2 = static_cast<float>(p.lower_bound * kLog2e);
+  hp.min_gate_log2 = static_cast<float>(kMinTokenLogDecay * kLog2e);
   hp.scale = static_cast<float>(p.scale);
 
   // Read the whole initial state before writing anything: final_state may be

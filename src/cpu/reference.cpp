@@ -5,6 +5,7 @@
 //
 //   a      = exp(A_log[h])
 //   gate_c = lower_bound * sigmoid(a * (g_c + dt_bias[h, c]))     c = 0..K-1
+//            (or -a * softplus(g_c + dt_bias[h, c]), or g_c: see GateMode)
 //   b      = sigmoid(beta)
 //   q, k   = x / sqrt(sum(x^2) + 1e-6)                            L2 normalisation
 //   S      = S * exp(gate)[None, :]                               decay key channels
@@ -13,6 +14,7 @@
 //
 // Each value row S[v, :] evolves on its own (it only meets k, gate, b and
 // v[v]), so the update is written row by row.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -24,6 +26,18 @@ namespace flash_kda::cpu {
 namespace {
 
 double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+// log(1 + e^x) without overflow for large x or loss for very negative x.
+double softplus(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::abs(x))); }
+
+// The natural-log decay of one channel, exactly (no clamping: this is the oracle).
+double log_decay(const FwdParams& p, double a, double g, double bias) {
+  switch (p.gate_mode) {
+    case GateMode::kSoftplus: return -a * softplus(g + bias);
+    case GateMode::kPrecomputed: return g;
+    default: return p.lower_bound * sigmoid(a * (g + bias));
+  }
+}
 
 // Reads `n` consecutive elements starting at flat index `offset`.
 void load_row(const TensorRef& t, int64_t offset, int64_t n, double* dst) {
@@ -47,9 +61,9 @@ void run_head(const FwdParams& p, int64_t n, int64_t h, int64_t begin, int64_t e
   std::vector<double> S(V * K, 0.0);
   if (p.initial_state.present()) load_row(p.initial_state, state_offset, V * K, S.data());
 
-  const double a = std::exp(load_element(p.A_log, h));
-  std::vector<double> dt_bias(K);
-  load_row(p.dt_bias, h * K, K, dt_bias.data());
+  const double a = p.A_log.present() ? std::exp(load_element(p.A_log, h)) : 0.0;
+  std::vector<double> dt_bias(K, 0.0);  // absent: zeros
+  if (p.dt_bias.present()) load_row(p.dt_bias, h * K, K, dt_bias.data());
 
   std::vector<double> q(K), k(K), g(K), v(V), decay(K);
   for (int64_t t = begin; t < end; ++t) {
@@ -63,7 +77,7 @@ void run_head(const FwdParams& p, int64_t n, int64_t h, int64_t begin, int64_t e
     l2_normalise(q);
     l2_normalise(k);
     for (int64_t c = 0; c < K; ++c)
-      decay[c] = std::exp(p.lower_bound * sigmoid(a * (g[c] + dt_bias[c])));
+      decay[c] = std::exp(log_decay(p, a, g[c], dt_bias[c]));
 
     for (int64_t r = 0; r < V; ++r) {
       double* row = &S[r * K];

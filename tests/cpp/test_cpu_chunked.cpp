@@ -45,7 +45,7 @@ void expect_all_written(const HostTensor& t, const char* what) {
 }
 
 // The three calls and every check, on one problem.
-void check_against_reference(Problem& pb) {
+void check_against_reference(Problem& pb, double fp32_tol = kFp32Tol) {
   SCOPED_TRACE(pb.describe());
   const FwdParams p = pb.params();
   ASSERT_NO_THROW(flash_kda::fwd(p, nullptr, 0));
@@ -69,8 +69,8 @@ void check_against_reference(Problem& pb) {
 
   const double e_out32 = rel_l2(out32, ref.out);
   const double e_state32 = rel_l2(final32, ref.final_state);
-  EXPECT_LT(e_out32, kFp32Tol) << "out (fp32) vs oracle";
-  EXPECT_LT(e_state32, kFp32Tol) << "final_state (fp32) vs oracle";
+  EXPECT_LT(e_out32, fp32_tol) << "out (fp32) vs oracle";
+  EXPECT_LT(e_state32, fp32_tol) << "final_state (fp32) vs oracle";
   g_max->out_fp32 = std::max(g_max->out_fp32, e_out32);
   g_max->state_fp32 = std::max(g_max->state_fp32, e_state32);
 
@@ -85,7 +85,7 @@ void check_against_reference(Problem& pb) {
         << "final_state is not the fp32 state stored once";
     const double e = rel_l2(pb.final_state, ref.final_state);
     if (pb.final_state.dtype() == DType::kFloat32) {
-      EXPECT_LT(e, kFp32Tol) << "final_state (fp32) vs oracle";
+      EXPECT_LT(e, fp32_tol) << "final_state (fp32) vs oracle";
     } else {
       EXPECT_LT(e, kBf16Tol) << "final_state (bf16) vs oracle";
       g_max->state_bf16 = std::max(g_max->state_bf16, e);
@@ -309,6 +309,141 @@ INSTANTIATE_TEST_SUITE_P(States, ZeroLengthSequence,
                          [](const ::testing::TestParamInfo<DType>& info) {
                            return std::string("init_") + short_dtype(info.param);
                          });
+
+// ---------------------------------------------------------------------------
+// The unbounded gates (issue #8): Kimi-Linear's softplus gate
+// -exp(A_log) * softplus(g + dt_bias) and a precomputed log decay g, on the
+// inputs that break a naive chunked form (exp(-cumsum) overflows): A_log up
+// to 4 (rates of 55 per unit of softplus), logits N(0, 8^2) and constant
+// +-20, dt_bias +-8, log decays down to -1e4. The fast backends clamp each
+// token's log decay at kMinTokenLogDecay = -10; the oracle does not, so the
+// comparison also bounds the clamp's effect: a token that should erase the
+// state leaves e^-10 = 4.5e-5 of it, which is relative to the *old* state; with
+// these tests' N(0, 1) initial states (norm ~128 per head, against ~5 of new
+// content) that reaches ~1.3e-3 after one token. fp32 tolerance 2e-3 (the
+// lower-bounded gate's 1e-4 holds whenever no token decays by more than e^-10).
+constexpr double kUnboundedFp32Tol = 2e-3;
+
+struct GateCase {
+  flash_kda::GateMode mode;
+  double a_log;
+  GateDist gate;
+  BiasDist bias;
+  DType g_dtype;
+  bool with_dt_bias;
+  Shape shape;
+  DType initial, final_;
+};
+
+std::string gate_case_name(const ::testing::TestParamInfo<GateCase>& info) {
+  const GateCase& c = info.param;
+  std::string a = c.a_log < 0 ? "Am" + std::to_string(static_cast<int>(-c.a_log))
+                              : "A" + std::to_string(static_cast<int>(c.a_log));
+  return std::string(flash_kda::gate_mode_name(c.mode)) + "_" + a + "_" + name(c.gate) + "_" +
+         (c.with_dt_bias ? name(c.bias) : "nodt") + "_g" + short_dtype(c.g_dtype) + "_" + shape_name(c.shape) +
+         "_init_" + short_dtype(c.initial) + "_final_" + short_dtype(c.final_);
+}
+void PrintTo(const GateCase& c, std::ostream* os) { *os << gate_case_name(::testing::TestParamInfo<GateCase>(c, 0)); }
+
+ProblemSpec gate_spec(const GateCase& c) {
+  ProblemSpec s = spec_of({c.gate, c.bias, -5.0, c.shape, c.initial, c.final_});
+  s.gate_mode = c.mode;
+  s.a_log = c.a_log;
+  s.g_dtype = c.g_dtype;
+  s.with_dt_bias = c.with_dt_bias;
+  return s;
+}
+
+std::vector<GateCase> softplus_cases() {
+  using flash_kda::GateMode;
+  std::vector<GateCase> r;
+  for (double a : {-2.0, 0.0, 2.0, 4.0})
+    for (GateDist g : {GateDist::kNormal8, GateDist::kPlus20, GateDist::kMinus20})
+      for (BiasDist b : {BiasDist::kPlus8, BiasDist::kMinus8})
+        r.push_back({GateMode::kSoftplus, a, g, b, DType::kBFloat16, true, Shape::kVarlen, DType::kFloat32,
+                     DType::kFloat32});
+  // every state combination and shape once; no dt_bias (zeros)
+  int i = 0;
+  for (Shape sh : kAllShapes)
+    for (auto [init, fin] : state_combos()) {
+      const double a = (i % 4) * 2.0 - 2.0;
+      r.push_back({GateMode::kSoftplus, a, i % 2 ? GateDist::kNormal8 : GateDist::kPlus20, BiasDist::kZero,
+                   DType::kBFloat16, (i % 3) != 0, sh, init, fin});
+      ++i;
+    }
+  return r;
+}
+
+std::vector<GateCase> precomputed_cases() {
+  using flash_kda::GateMode;
+  std::vector<GateCase> r;
+  for (DType gd : {DType::kBFloat16, DType::kFloat32})
+    for (Shape sh : kAllShapes)
+      for (auto [init, fin] : state_combos())
+        if (sh == Shape::kVarlen || init == DType::kFloat32)
+          r.push_back({GateMode::kPrecomputed, 0.0, GateDist::kLogDecayMix, BiasDist::kZero, gd, false, sh, init,
+                       fin});
+  return r;
+}
+
+class UnboundedGate : public ::testing::TestWithParam<GateCase> {};
+
+TEST_P(UnboundedGate, MatchesReference) {
+  Problem pb(gate_spec(GetParam()));
+  check_against_reference(pb, kUnboundedFp32Tol);
+}
+
+INSTANTIATE_TEST_SUITE_P(Softplus, UnboundedGate, ::testing::ValuesIn(softplus_cases()), gate_case_name);
+INSTANTIATE_TEST_SUITE_P(Precomputed, UnboundedGate, ::testing::ValuesIn(precomputed_cases()), gate_case_name);
+
+// A long sequence (8192 tokens = 512 chunks) of the softplus gate with the
+// largest rate: the state decays and refills across many chunks.
+TEST(UnboundedGateLong, Softplus8192) {
+  ProblemSpec s;
+  s.B = 1;
+  s.T = 8192;
+  s.H = 1;
+  s.gate_mode = flash_kda::GateMode::kSoftplus;
+  s.a_log = 2.0;
+  s.gate = GateDist::kNormal8;
+  s.bias = BiasDist::kMinus8;
+  s.initial = s.final_ = DType::kFloat32;
+  Problem pb(s);
+  check_against_reference(pb, kUnboundedFp32Tol);
+}
+
+// The true state decays to exactly zero (v = 0, log decay -1e4 per token):
+// the result must be finite and tiny, never NaN or Inf (a naive exp(-G)
+// factorisation gives Inf * 0 = NaN here).
+TEST(UnboundedGateLong, StateDecaysToZero) {
+  ProblemSpec s;
+  s.B = 2;
+  s.T = 40;
+  s.gate_mode = flash_kda::GateMode::kPrecomputed;
+  s.g_dtype = DType::kFloat32;
+  s.initial = s.final_ = DType::kFloat32;
+  Problem pb(s);
+  for (int64_t i = 0; i < pb.g.numel(); ++i) pb.g.set(i, -1e4);
+  for (int64_t i = 0; i < pb.v.numel(); ++i) pb.v.set(i, 0.0);
+  SCOPED_TRACE(pb.describe());
+  ASSERT_NO_THROW(flash_kda::fwd(pb.params(), nullptr, 0));
+  expect_all_written(pb.out, "out");
+  expect_all_written(pb.final_state, "final_state");
+  const ReferenceResult ref = run_reference(pb);
+  double max_state = 0, max_out = 0, max_ref = 0;
+  for (int64_t i = 0; i < pb.final_state.numel(); ++i) {
+    ASSERT_TRUE(std::isfinite(pb.final_state.get(i)));
+    max_state = std::max(max_state, std::fabs(pb.final_state.get(i)));
+    max_ref = std::max(max_ref, std::fabs(ref.final_state.get(i)));
+  }
+  for (int64_t i = 0; i < pb.out.numel(); ++i) {
+    ASSERT_TRUE(std::isfinite(pb.out.get(i)));
+    max_out = std::max(max_out, std::fabs(pb.out.get(i)));
+  }
+  EXPECT_EQ(max_ref, 0.0) << "the oracle's state should underflow to exactly 0";
+  EXPECT_LT(max_state, 1e-30);
+  EXPECT_LT(max_out, 1e-3);  // first token: exp(-10) of the N(0,1) initial state at most
+}
 
 }  // namespace
 }  // namespace kda_test

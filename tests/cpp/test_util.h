@@ -134,7 +134,9 @@ inline uint64_t fresh_seed() {
 // ---------------------------------------------------------------------------
 // Distributions of the gate logits g and of dt_bias (the gate is
 // lower_bound * sigmoid(exp(A_log) * (g + dt_bias))).
-enum class GateDist { kMinus8, kZero, kPlus8, kUniform8, kNormal8 };       // N(0, 8^2)
+enum class GateDist { kMinus8, kZero, kPlus8, kUniform8, kNormal8,       // N(0, 8^2)
+                      kMinus20, kPlus20,                                  // constant logits
+                      kLogDecayMix };  // precomputed log decays -exp(U(-6, 9.2)): -2.5e-3 .. -1e4
 enum class BiasDist { kZero, kPlus4, kMinus4, kPlus8, kMinus8, kUniform8 };
 inline constexpr GateDist kAllGates[] = {GateDist::kMinus8, GateDist::kZero, GateDist::kPlus8,
                                          GateDist::kUniform8, GateDist::kNormal8};
@@ -147,6 +149,9 @@ inline const char* name(GateDist g) {
     case GateDist::kZero: return "g0";
     case GateDist::kPlus8: return "gp8";
     case GateDist::kUniform8: return "gU8";
+    case GateDist::kMinus20: return "gm20";
+    case GateDist::kPlus20: return "gp20";
+    case GateDist::kLogDecayMix: return "gLogMix";
     default: return "gN8";
   }
 }
@@ -172,6 +177,10 @@ struct ProblemSpec {
   BiasDist bias = BiasDist::kZero;
   double lower_bound = -5.0;
   double scale = 1.0 / std::sqrt(static_cast<double>(kDim));
+  flash_kda::GateMode gate_mode = flash_kda::GateMode::kLowerBound;
+  double a_log = NAN;            // NaN: A_log ~ U(-1, 1) per head; else this value
+  bool with_dt_bias = true;      // softplus mode may leave dt_bias out
+  DType g_dtype = DType::kBFloat16;  // fp32 allowed for precomputed gates
 };
 
 // All buffers of one `fwd` call. Inputs random (see fill_random), outputs
@@ -201,11 +210,12 @@ struct Problem {
     q = HostTensor(DType::kBFloat16, {B, T, H, kDim});
     k = HostTensor(DType::kBFloat16, {B, T, H, kDim});
     v = HostTensor(DType::kBFloat16, {B, T, H, kDim});
-    g = HostTensor(DType::kBFloat16, {B, T, H, kDim});
+    g = HostTensor(spec.g_dtype, {B, T, H, kDim});
     beta = HostTensor(DType::kBFloat16, {B, T, H});
     out = HostTensor(DType::kBFloat16, {B, T, H, kDim});
-    A_log = HostTensor(DType::kFloat32, {H});
-    dt_bias = HostTensor(DType::kFloat32, {H, kDim});
+    const bool precomputed = spec.gate_mode == flash_kda::GateMode::kPrecomputed;
+    if (!precomputed) A_log = HostTensor(DType::kFloat32, {H});
+    if (!precomputed && spec.with_dt_bias) dt_bias = HostTensor(DType::kFloat32, {H, kDim});
     if (spec.initial != DType::kOther) initial_state = HostTensor(spec.initial, {N, H, kDim, kDim});
     if (spec.final_ != DType::kOther) final_state = HostTensor(spec.final_, {N, H, kDim, kDim});
     fill_random();
@@ -219,6 +229,7 @@ struct Problem {
     std::normal_distribution<double> normal(0.0, 1.0);
     std::uniform_real_distribution<double> uniform(-1.0, 1.0);
     auto fill = [&](HostTensor& t, const std::function<double()>& draw) {
+      if (!t.present()) return;
       for (int64_t i = 0; i < t.numel(); ++i) t.set(i, draw());
     };
     auto standard = [&] { return normal(rng); };
@@ -226,13 +237,16 @@ struct Problem {
     fill(k, standard);
     fill(v, standard);
     fill(beta, standard);
-    fill(A_log, [&] { return uniform(rng); });
+    fill(A_log, [&] { return std::isnan(spec.a_log) ? uniform(rng) : spec.a_log; });
     fill(g, [&] {
       switch (spec.gate) {
         case GateDist::kMinus8: return -8.0;
         case GateDist::kZero: return 0.0;
         case GateDist::kPlus8: return 8.0;
         case GateDist::kUniform8: return 8.0 * uniform(rng);
+        case GateDist::kMinus20: return -20.0;
+        case GateDist::kPlus20: return 20.0;
+        case GateDist::kLogDecayMix: return -std::exp(-6.0 + 15.2 * (0.5 + 0.5 * uniform(rng)));
         default: return 8.0 * normal(rng);
       }
     });
@@ -267,6 +281,7 @@ struct Problem {
     p.A_log = A_log.ref();
     p.dt_bias = dt_bias.ref();
     p.lower_bound = spec.lower_bound;
+    p.gate_mode = spec.gate_mode;
     p.initial_state = initial_state.ref();
     p.final_state = final_state.ref();
     p.cu_seqlens = cu_seqlens.ref();
@@ -280,6 +295,9 @@ struct Problem {
       for (size_t i = 0; i < spec.seqlens.size(); ++i) s += (i ? "," : "") + std::to_string(spec.seqlens[i]);
       s += "}";
     }
+    s += std::string(" gate=") + flash_kda::gate_mode_name(spec.gate_mode) + " g=" + short_dtype(spec.g_dtype) +
+         " A_log=" + (std::isnan(spec.a_log) ? std::string("U(-1,1)") : std::to_string(spec.a_log)) +
+         (spec.with_dt_bias ? "" : " no-dt_bias");
     s += std::string(" ") + name(spec.gate) + " " + name(spec.bias) +
          " lower_bound=" + std::to_string(spec.lower_bound) + " initial=" + short_dtype(spec.initial) +
          " final=" + short_dtype(spec.final_) + " seed=" + std::to_string(seed);

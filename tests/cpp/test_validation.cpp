@@ -318,6 +318,44 @@ std::vector<ErrorCase> error_cases() {
       },
       ErrorKind::kValue, "final_state",
       {"final_state: must not overlap input initial_state (it may only be the very same tensor)"});
+  // ---- gate modes (softplus, precomputed) -----------------------------------
+  using flash_kda::GateMode;
+  add("gate_mode_unknown", false,
+      [](Problem&, FwdParams& p, Scratch&) { p.gate_mode = static_cast<GateMode>(7); }, ErrorKind::kValue,
+      "gate_mode", {"expected lower_bound, softplus or precomputed, got 7"});
+  add("softplus_missing_A_log", false,
+      [](Problem&, FwdParams& p, Scratch&) {
+        p.gate_mode = GateMode::kSoftplus;
+        p.A_log = TensorRef{};
+      },
+      ErrorKind::kValue, "A_log", {"required tensor is missing"});
+  add("softplus_g_fp32", false,
+      [](Problem&, FwdParams& p, Scratch& s) {
+        p.gate_mode = GateMode::kSoftplus;
+        retype(p.g, DType::kFloat32, s);
+      },
+      ErrorKind::kType, "g", {"expected dtype bfloat16, got float32"});
+  add("softplus_dt_bias_shape", false,
+      [](Problem&, FwdParams& p, Scratch&) {
+        p.gate_mode = GateMode::kSoftplus;
+        p.dt_bias.shape[0] = 3;
+      },
+      ErrorKind::kValue, "dt_bias", {"expected shape [2, 128]"});
+  for (std::string n : {"A_log", "dt_bias"})
+    add("precomputed_with_" + n, false,
+        [n](Problem&, FwdParams& p, Scratch&) {
+          p.gate_mode = GateMode::kPrecomputed;
+          if (n == "dt_bias") p.A_log = TensorRef{};
+        },
+        ErrorKind::kValue, n,
+        {"must be None with a precomputed gate"});
+  add("precomputed_g_fp64", false,
+      [](Problem&, FwdParams& p, Scratch& s) {
+        p.gate_mode = GateMode::kPrecomputed;
+        p.A_log = p.dt_bias = TensorRef{};
+        retype(p.g, DType::kFloat64, s);
+      },
+      ErrorKind::kType, "g", {"expected dtype bfloat16 or float32, got float64"});
   return cases;
 }
 
@@ -403,6 +441,29 @@ TEST(Validation, FinalStateMayBeTheInitialState) {
   FwdParams p = pb.params();
   p.final_state = p.initial_state;
   EXPECT_NO_THROW(flash_kda::fwd(p, nullptr, 0));
+}
+
+TEST(Validation, GateModesAcceptTheirOwnArguments) {
+  using flash_kda::GateMode;
+  {  // softplus: dt_bias optional, lower_bound unused (any value)
+    Problem pb = base_problem(false);
+    FwdParams p = pb.params();
+    p.gate_mode = GateMode::kSoftplus;
+    p.dt_bias = TensorRef{};
+    p.lower_bound = -100.0;
+    EXPECT_NO_THROW(flash_kda::fwd(p, nullptr, 0));
+    EXPECT_EQ(pb.out.count_nan(), 0);
+  }
+  {  // precomputed: fp32 g, no A_log / dt_bias
+    ProblemSpec s;
+    s.T = 5;
+    s.gate_mode = GateMode::kPrecomputed;
+    s.g_dtype = DType::kFloat32;
+    s.gate = GateDist::kLogDecayMix;
+    Problem pb(s);
+    EXPECT_NO_THROW(flash_kda::fwd(pb.params(), nullptr, 0));
+    EXPECT_EQ(pb.out.count_nan(), 0);
+  }
 }
 
 TEST(Validation, StatesAreOptional) {
