@@ -317,7 +317,7 @@ uint32_t bf16_mask(const std::vector<std::string>& names) {
       cu_seqlens
 
 flash_kda::FwdParams make_params(FLASH_KDA_TENSOR_ARGS, const std::vector<std::string>& bf16,
-                                 Holder& hold) {
+                                 int gate_mode, Holder& hold) {
   const uint32_t mask = bf16.empty() ? 0u : bf16_mask(bf16);
   auto conv = [&](nb::handle obj, int idx) {
     return convert_arg(obj, idx, (mask >> idx) & 1u, hold);
@@ -333,6 +333,7 @@ flash_kda::FwdParams make_params(FLASH_KDA_TENSOR_ARGS, const std::vector<std::s
   p.A_log = conv(A_log, kALog);
   p.dt_bias = conv(dt_bias, kDtBias);
   p.lower_bound = lower_bound;
+  p.gate_mode = static_cast<flash_kda::GateMode>(gate_mode);  // checked by the validator
   p.initial_state = conv(initial_state, kInit);
   p.final_state = conv(final_state, kFinal);
   p.cu_seqlens = conv(cu_seqlens, kCu);
@@ -341,9 +342,9 @@ flash_kda::FwdParams make_params(FLASH_KDA_TENSOR_ARGS, const std::vector<std::s
 
 // ---- entry points --------------------------------------------------------------------
 
-size_t py_workspace_size(FLASH_KDA_TENSOR_ARGS, const std::vector<std::string>& bf16) {
+size_t py_workspace_size(FLASH_KDA_TENSOR_ARGS, const std::vector<std::string>& bf16, int gate_mode) {
   Holder hold;
-  const flash_kda::FwdParams p = make_params(FLASH_KDA_PASS_ARGS, bf16, hold);
+  const flash_kda::FwdParams p = make_params(FLASH_KDA_PASS_ARGS, bf16, gate_mode, hold);
   try {
     return flash_kda::fwd_workspace_size(p);
   } catch (const flash_kda::Error& e) {
@@ -372,9 +373,9 @@ void use_workspace(nb::handle ws, const flash_kda::FwdParams& p, Holder& hold, v
 }
 
 void py_fwd(FLASH_KDA_TENSOR_ARGS, nb::handle stream, nb::handle workspace,
-            const std::vector<std::string>& bf16) {
+            const std::vector<std::string>& bf16, int gate_mode) {
   Holder hold;
-  const flash_kda::FwdParams p = make_params(FLASH_KDA_PASS_ARGS, bf16, hold);
+  const flash_kda::FwdParams p = make_params(FLASH_KDA_PASS_ARGS, bf16, gate_mode, hold);
   const bool on_cuda = p.q.present() && p.q.device == flash_kda::DeviceType::kCUDA;
   const xapi::Api* api = hold.api[kQ];
   void* ws_ptr = nullptr;
@@ -435,9 +436,9 @@ void py_fwd(FLASH_KDA_TENSOR_ARGS, nb::handle stream, nb::handle workspace,
   }
 }
 
-void py_reference_fwd(FLASH_KDA_TENSOR_ARGS, const std::vector<std::string>& bf16) {
+void py_reference_fwd(FLASH_KDA_TENSOR_ARGS, const std::vector<std::string>& bf16, int gate_mode) {
   Holder hold;
-  const flash_kda::FwdParams p = make_params(FLASH_KDA_PASS_ARGS, bf16, hold);
+  const flash_kda::FwdParams p = make_params(FLASH_KDA_PASS_ARGS, bf16, gate_mode, hold);
   try {
     nb::gil_scoped_release release;
     flash_kda::reference_fwd(p);
@@ -478,7 +479,7 @@ NB_MODULE(_C, m) {
 #endif
 
   m.def("fwd", &py_fwd, FLASH_KDA_NB_ARGS, nb::kw_only(), "stream"_a.none() = nb::none(),
-        "workspace"_a.none() = nb::none(), "bf16"_a = std::vector<std::string>(),
+        "workspace"_a.none() = nb::none(), "bf16"_a = std::vector<std::string>(), "gate_mode"_a = 0,
         "Runs the KDA forward (flash_kda::fwd). Tensors: any DLPack object or None.\n"
         "stream: cudaStream_t as an int, or None: the current stream of q's framework when its "
         "type has the DLPack C exchange API (PyTorch), else the default stream.\n"
@@ -486,13 +487,14 @@ NB_MODULE(_C, m) {
         "callable nbytes -> tensor (called only when nbytes > 0), or None: allocated by q's "
         "framework through the exchange API when needed.\n"
         "bf16: names of arguments passed as uint16 views of bfloat16 data.\n"
+        "gate_mode: 0 lower_bound, 1 softplus, 2 precomputed (flash_kda::GateMode).\n"
         "The GIL is released during the call.");
   m.def("workspace_size", &py_workspace_size, FLASH_KDA_NB_ARGS, nb::kw_only(),
-        "bf16"_a = std::vector<std::string>(),
+        "bf16"_a = std::vector<std::string>(), "gate_mode"_a = 0,
         "Bytes of workspace fwd needs for these arguments (flash_kda::fwd_workspace_size); "
         "validates them.");
   m.def("reference_fwd", &py_reference_fwd, FLASH_KDA_NB_ARGS, nb::kw_only(),
-        "bf16"_a = std::vector<std::string>(),
+        "bf16"_a = std::vector<std::string>(), "gate_mode"_a = 0,
         "The float64 token-by-token oracle (flash_kda::reference_fwd) on host tensors. "
         "The GIL is released during the call.");
   m.def(

@@ -14,19 +14,19 @@ def fwd(
     dt_bias: Any, lower_bound: float, initial_state: Optional[Any] = None,
     final_state: Optional[Any] = None, cu_seqlens: Optional[Any] = None, *,
     stream: Optional[int] = None, workspace: Union[None, Any, Callable[[int], Any]] = None,
-    bf16: Sequence[str] = (),
+    bf16: Sequence[str] = (), gate_mode: int = 0,
 ) -> None: ...
 def workspace_size(
     q: Any, k: Any, v: Any, g: Any, beta: Any, scale: float, out: Any, A_log: Any,
     dt_bias: Any, lower_bound: float, initial_state: Optional[Any] = None,
     final_state: Optional[Any] = None, cu_seqlens: Optional[Any] = None, *,
-    bf16: Sequence[str] = (),
+    bf16: Sequence[str] = (), gate_mode: int = 0,
 ) -> int: ...
 def reference_fwd(
     q: Any, k: Any, v: Any, g: Any, beta: Any, scale: float, out: Any, A_log: Any,
     dt_bias: Any, lower_bound: float, initial_state: Optional[Any] = None,
     final_state: Optional[Any] = None, cu_seqlens: Optional[Any] = None, *,
-    bf16: Sequence[str] = (),
+    bf16: Sequence[str] = (), gate_mode: int = 0,
 ) -> None: ...
 def cuda_backend_available(device_id: int = 0) -> bool: ...
 def build_info() -> str: ...

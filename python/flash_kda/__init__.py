@@ -18,7 +18,9 @@ Functions:
 The math is documented in docs/kda.md of the source tree; in short, per
 sequence, head and token ``t`` (``S`` is the ``V x K`` state)::
 
-    gate = lower_bound * sigmoid(exp(A_log[h]) * (g_t + dt_bias[h]))
+    gate = lower_bound * sigmoid(exp(A_log[h]) * (g_t + dt_bias[h]))   # gate="lower_bound"
+      or  -exp(A_log[h]) * softplus(g_t + dt_bias[h])                   # gate="softplus"
+      or  g_t                                                           # gate="precomputed"
     S    = S * exp(gate)[None, :]
     S    = S + sigmoid(beta_t) * (v_t - S k_t) k_t^T     # q, k L2-normalised
     o_t  = scale * S q_t
@@ -66,13 +68,19 @@ _ARGS_DOC = """
         q: bf16 ``[B, T, H, K]`` queries (L2-normalised inside).
         k: bf16 ``[B, T, H, K]`` keys (L2-normalised inside).
         v: bf16 ``[B, T, H, V]`` values.
-        g: bf16 ``[B, T, H, K]`` gate logits, before activation.
+        g: bf16 ``[B, T, H, K]`` gate logits, before activation; with
+            ``gate="precomputed"`` the natural-log decay itself (``<= 0``),
+            bf16 or fp32.
         beta: bf16 ``[B, T, H]`` write-strength logits (sigmoid inside).
         scale: float, query scale, usually ``K ** -0.5``.
         out: bf16 ``[B, T, H, V]``, written in place with the output.
-        A_log: fp32 ``[H]``, per-head log decay rate.
-        dt_bias: fp32 ``[H, K]``, per-channel gate bias.
-        lower_bound: float in ``[-5, 0]``: the most negative log-decay per token.
+        A_log: fp32 ``[H]``, per-head log decay rate (None with a
+            precomputed gate).
+        dt_bias: fp32 ``[H, K]``, per-channel gate bias (optional with the
+            softplus gate: None = zeros; None with a precomputed gate).
+        lower_bound: float in ``[-5, 0]``: the most negative log-decay per
+            token, FlashKDA's gate; None selects Kimi-Linear's unbounded
+            softplus gate (``-exp(A_log) * softplus(g + dt_bias)``).
         initial_state: bf16 / fp32 ``[N, H, V, K]`` or None (zeros): the state
             before the first token, "value-major" (``state[n, h, v, k]``).
         final_state: bf16 / fp32 ``[N, H, V, K]`` or None: written with the
@@ -84,6 +92,14 @@ _ARGS_DOC = """
             ``cu_seqlens[i] .. cu_seqlens[i + 1]`` (0-based, non-decreasing,
             ending at ``T``). Without it each of the ``B`` rows is a sequence
             (``N == B``). Must be on the same device as ``q``.
+        gate: keyword only. ``"lower_bound"`` (FlashKDA's, the default when
+            ``lower_bound`` is given), ``"softplus"`` (the default when it is
+            None) or ``"precomputed"`` (``g`` is the log decay, as in
+            flash-linear-attention's ``use_gate_in_kernel=False``). The
+            unbounded gates are computed without overflow for any decay; the
+            CUDA and CPU kernels clamp one token's log decay at -10 (what
+            survives, ``exp(-10) = 4.5e-5`` of the old state, is below bf16
+            resolution; see docs/numerics.md).
 
     Tensors may come from any framework that supports DLPack: PyTorch,
     NumPy (bfloat16 as ``ml_dtypes.bfloat16``), CuPy, JAX (inputs only: JAX
@@ -120,6 +136,33 @@ def _scalar(x: object, name: str) -> float:
         err = TypeError(f"{name}: expected a real number, got {type(x).__name__}")
         err.argument = name  # type: ignore[attr-defined]
         raise err from None
+
+
+_GATE_MODES = {"lower_bound": 0, "softplus": 1, "precomputed": 2}
+
+
+def _gate_mode(gate, lower_bound):
+    """(gate mode number, lower_bound as float) from the ``gate`` keyword:
+    None picks ``"lower_bound"`` when a lower bound is given, else ``"softplus"``."""
+    if gate is None:
+        gate = "softplus" if lower_bound is None else "lower_bound"
+    mode = _GATE_MODES.get(gate) if isinstance(gate, str) else None
+    if mode is None:
+        err = ValueError(f"gate: expected 'lower_bound', 'softplus', 'precomputed' or None, got {gate!r}")
+        err.argument = "gate"  # type: ignore[attr-defined]
+        raise err
+    if mode == 0:
+        if lower_bound is None:
+            err = ValueError("lower_bound: the 'lower_bound' gate needs a value in [-5, 0], got None")
+            err.argument = "lower_bound"  # type: ignore[attr-defined]
+            raise err
+        return mode, _scalar(lower_bound, "lower_bound")
+    if lower_bound is not None:
+        err = ValueError(f"lower_bound: must be None with the {gate!r} gate (it is unbounded), "
+                         f"got {lower_bound!r}")
+        err.argument = "lower_bound"  # type: ignore[attr-defined]
+        raise err
+    return mode, 0.0
 
 
 _torch_allocators: dict = {}
@@ -194,15 +237,18 @@ def fwd(
     initial_state=None,
     final_state=None,
     cu_seqlens=None,
+    *,
+    gate=None,
 ):
     if _compiling():
         return _torch_fwd_op(q, k, v, g, beta, float(scale), out, A_log, dt_bias,
-                             float(lower_bound), initial_state, final_state, cu_seqlens)
+                             None if lower_bound is None else float(lower_bound),
+                             initial_state, final_state, cu_seqlens, gate)
     tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens]
     bf16 = _prepare(tensors)
     q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors
     scale = _scalar(scale, "scale")
-    lower_bound = _scalar(lower_bound, "lower_bound")
+    mode, lower_bound = _gate_mode(gate, lower_bound)
 
     tp = type(q)
     fw = _FRAMEWORK.get(tp)
@@ -217,7 +263,7 @@ def fwd(
             # exchange API and takes the current stream and the workspace
             # (caching allocator) from the same table.
             _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                   initial_state, final_state, cu_seqlens, bf16=bf16)
+                   initial_state, final_state, cu_seqlens, bf16=bf16, gate_mode=mode)
             return None
         device = q.device
         if device.type == "cuda":
@@ -229,12 +275,12 @@ def fwd(
                     stream = torch.cuda.current_stream(device).cuda_stream
                     _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
                            initial_state, final_state, cu_seqlens, stream=stream,
-                           workspace=_torch_allocator(device), bf16=bf16)
+                           workspace=_torch_allocator(device), bf16=bf16, gate_mode=mode)
                 return None
             stream = torch.cuda.current_stream(device).cuda_stream
             _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
                    initial_state, final_state, cu_seqlens, stream=stream,
-                   workspace=_torch_allocator(device), bf16=bf16)
+                   workspace=_torch_allocator(device), bf16=bf16, gate_mode=mode)
             return None
     elif fw == _CUPY:
         cupy = _sys.modules["cupy"]
@@ -242,19 +288,19 @@ def fwd(
             stream = cupy.cuda.get_current_stream().ptr
             _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
                    initial_state, final_state, cu_seqlens, stream=stream,
-                   workspace=_cupy_allocate, bf16=bf16)
+                   workspace=_cupy_allocate, bf16=bf16, gate_mode=mode)
         return None
     elif fw != _NUMPY:
         dev_type, dev_id = _dlpack_device(q)
         if dev_type in _CUDA_DEVICE_TYPES:
             _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
                    initial_state, final_state, cu_seqlens, stream=0,
-                   workspace=_generic_cuda_allocator(dev_id), bf16=bf16)
+                   workspace=_generic_cuda_allocator(dev_id), bf16=bf16, gate_mode=mode)
             return None
 
     # Host tensors: the CPU backend (needs no stream and no workspace).
     _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-           initial_state, final_state, cu_seqlens, bf16=bf16)
+           initial_state, final_state, cu_seqlens, bf16=bf16, gate_mode=mode)
     return None
 
 
@@ -301,13 +347,16 @@ def reference_fwd(
     initial_state=None,
     final_state=None,
     cu_seqlens=None,
+    *,
+    gate=None,
 ):
     tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens]
     bf16 = _prepare(tensors)
     q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors
+    mode, lower_bound = _gate_mode(gate, lower_bound)
     _C.reference_fwd(q, k, v, g, beta, _scalar(scale, "scale"), out, A_log, dt_bias,
-                     _scalar(lower_bound, "lower_bound"), initial_state, final_state,
-                     cu_seqlens, bf16=bf16)
+                     lower_bound, initial_state, final_state,
+                     cu_seqlens, bf16=bf16, gate_mode=mode)
 
 
 reference_fwd.__doc__ = (
@@ -339,13 +388,16 @@ def workspace_size(
     initial_state=None,
     final_state=None,
     cu_seqlens=None,
+    *,
+    gate=None,
 ) -> int:
     tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens]
     bf16 = _prepare(tensors)
     q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors
+    mode, lower_bound = _gate_mode(gate, lower_bound)
     return _C.workspace_size(q, k, v, g, beta, _scalar(scale, "scale"), out, A_log, dt_bias,
-                             _scalar(lower_bound, "lower_bound"), initial_state, final_state,
-                             cu_seqlens, bf16=bf16)
+                             lower_bound, initial_state, final_state,
+                             cu_seqlens, bf16=bf16, gate_mode=mode)
 
 
 workspace_size.__doc__ = (

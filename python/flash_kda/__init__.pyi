@@ -1,6 +1,6 @@
 # Type stubs for flash_kda. Tensors are any DLPack-capable array: torch.Tensor,
 # numpy.ndarray (bfloat16 via ml_dtypes), cupy.ndarray, jax.Array, ...
-from typing import Any, Final, Optional, SupportsFloat
+from typing import Any, Final, Literal, Optional, SupportsFloat
 
 __version__: Final[str]
 HEAD_DIM: Final[int]
@@ -18,10 +18,12 @@ def fwd(
     out: Tensor,
     A_log: Tensor,
     dt_bias: Tensor,
-    lower_bound: SupportsFloat,
+    lower_bound: Optional[SupportsFloat],
     initial_state: Optional[Tensor] = None,
     final_state: Optional[Tensor] = None,
     cu_seqlens: Optional[Tensor] = None,
+    *,
+    gate: Optional[Literal["lower_bound", "softplus", "precomputed"]] = None,
 ) -> None: ...
 def reference_fwd(
     q: Tensor,
@@ -33,10 +35,12 @@ def reference_fwd(
     out: Tensor,
     A_log: Tensor,
     dt_bias: Tensor,
-    lower_bound: SupportsFloat,
+    lower_bound: Optional[SupportsFloat],
     initial_state: Optional[Tensor] = None,
     final_state: Optional[Tensor] = None,
     cu_seqlens: Optional[Tensor] = None,
+    *,
+    gate: Optional[Literal["lower_bound", "softplus", "precomputed"]] = None,
 ) -> None: ...
 def workspace_size(
     q: Tensor,
@@ -48,10 +52,12 @@ def workspace_size(
     out: Tensor,
     A_log: Tensor,
     dt_bias: Tensor,
-    lower_bound: SupportsFloat,
+    lower_bound: Optional[SupportsFloat],
     initial_state: Optional[Tensor] = None,
     final_state: Optional[Tensor] = None,
     cu_seqlens: Optional[Tensor] = None,
+    *,
+    gate: Optional[Literal["lower_bound", "softplus", "precomputed"]] = None,
 ) -> int: ...
 def cuda_available(device_id: int = 0) -> bool: ...
 def build_info() -> str: ...

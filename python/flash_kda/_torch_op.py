@@ -33,19 +33,20 @@ def register(eager_fwd: Callable[..., None]):
         beta: Tensor,
         scale: float,
         out: Tensor,
-        A_log: Tensor,
-        dt_bias: Tensor,
-        lower_bound: float,
+        A_log: Optional[Tensor],
+        dt_bias: Optional[Tensor],
+        lower_bound: Optional[float],
         initial_state: Optional[Tensor],
         final_state: Optional[Tensor],
         cu_seqlens: Optional[Tensor],
+        gate: Optional[str] = None,
     ) -> None:
         eager_fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                  initial_state, final_state, cu_seqlens)
+                  initial_state, final_state, cu_seqlens, gate=gate)
 
     @fwd_op.register_fake
     def _(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-          initial_state, final_state, cu_seqlens) -> None:
+          initial_state, final_state, cu_seqlens, gate=None) -> None:
         return None
 
     op = torch.ops.flash_kda.fwd

@@ -125,7 +125,8 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
   k.beta = params.beta.data;
   k.out = params.out.data;
   k.A_log = static_cast<const float*>(params.A_log.data);
-  k.dt_bias = static_cast<const float*>(params.dt_bias.data);
+  k.dt_bias = params.dt_bias.present() ? static_cast<const float*>(params.dt_bias.data) : nullptr;
+  k.A_log = params.A_log.present() ? k.A_log : nullptr;
   k.initial_state = params.initial_state.present() ? params.initial_state.data : nullptr;
   k.final_state = params.final_state.present() ? params.final_state.data : nullptr;
   k.initial_kind = state_kind(params.initial_state);
@@ -138,6 +139,15 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
   k.num_sequences = int(shape.num_sequences);
   k.scale = float(params.scale);
   k.gate_scale = float(params.lower_bound * kLog2e);
+  k.min_gate = float(kMinTokenLogDecay * kLog2e);
+  switch (params.gate_mode) {
+    case GateMode::kSoftplus: k.gate_kind = sm90::GateKind::kSoftplus; break;
+    case GateMode::kPrecomputed:
+      k.gate_kind = params.g.dtype == DType::kFloat32 ? sm90::GateKind::kPrecomputedF32
+                                                      : sm90::GateKind::kPrecomputed;
+      break;
+    default: k.gate_kind = sm90::GateKind::kLowerBound; break;
+  }
 
   if (shape.varlen) {
     auto* status = static_cast<int32_t*>(workspace);
@@ -154,11 +164,12 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
   if (items * 2 <= info.sm_count) bv = items * 4 <= info.sm_count ? 32 : 64;
   k.num_vblocks = kHeadDim / bv;
 
+  const bool unbounded = k.gate_kind != sm90::GateKind::kLowerBound;
   cudaError_t err;
   switch (bv) {
-    case 32: err = sm90::launch_fwd<32>(k, device, stream); break;
-    case 64: err = sm90::launch_fwd<64>(k, device, stream); break;
-    default: err = sm90::launch_fwd<128>(k, device, stream); break;
+    case 32: err = unbounded ? sm90::launch_fwd<32, true>(k, device, stream) : sm90::launch_fwd<32, false>(k, device, stream); break;
+    case 64: err = unbounded ? sm90::launch_fwd<64, true>(k, device, stream) : sm90::launch_fwd<64, false>(k, device, stream); break;
+    default: err = unbounded ? sm90::launch_fwd<128, true>(k, device, stream) : sm90::launch_fwd<128, false>(k, device, stream); break;
   }
   if (err != cudaSuccess) fail_cuda(err, "launching the SM90 forward kernel");
 }

@@ -142,6 +142,10 @@ class Case:
     a_log: str = "uniform_pm1"  # "uniform_pm1": U(-1, 1); "uniform01": U(0, 1)
     state_std: float = 0.1  # initial state ~ N(0, state_std^2)
     scale: Optional[float] = None  # None = K ** -0.5
+    # The gate (flash_kda.fwd's `gate`): "lower_bound" (FlashKDA's), "softplus"
+    # (Kimi-Linear's unbounded gate), "precomputed" / "precomputed_fp32" (g is
+    # the log decay, bf16 / fp32; gate mode "logdecay_mix" draws it).
+    gate_kind: str = "lower_bound"
 
     @property
     def varlen(self) -> bool:
@@ -157,7 +161,8 @@ class Case:
 
     def label(self) -> str:
         shape = f"varlen{list(self.lengths)}" if self.varlen else f"B{self.B}T{self.T}"
-        return (f"{shape}_H{self.H}_g{self.gate}_dt{self.dt}_lb{self.lower_bound:g}"
+        gate = f"lb{self.lower_bound:g}" if self.gate_kind == "lower_bound" else f"{self.gate_kind}_A{self.a_log}"
+        return (f"{shape}_H{self.H}_g{self.gate}_dt{self.dt}_{gate}"
                 f"_init{self.init}_final{self.final}_s{self.seed}")
 
 
@@ -166,8 +171,10 @@ def _torch_dtype(name: Optional[str]):
 
 
 def _gate_logits(mode: str, shape, gen) -> "torch.Tensor":
-    if mode in ("-8", "0", "+8"):
+    if mode in ("-8", "0", "+8", "-20", "+20"):
         return torch.full(shape, float(mode), dtype=torch.float32)
+    if mode == "logdecay_mix":  # precomputed log decays -exp(U(-6, 9.2)): -2.5e-3 .. -1e4
+        return -torch.exp(torch.rand(shape, generator=gen) * 15.2 - 6.0)
     if mode == "uniform":
         return torch.rand(shape, generator=gen) * 16.0 - 8.0
     if mode == "normal":
@@ -192,7 +199,10 @@ def _a_log(mode: str, H: int, gen) -> "torch.Tensor":
         return torch.rand((H,), generator=gen) * 2.0 - 1.0
     if mode == "uniform01":
         return torch.rand((H,), generator=gen)
-    raise ValueError(f"unknown A_log mode {mode!r}")
+    try:  # a constant, e.g. "4"
+        return torch.full((H,), float(mode), dtype=torch.float32)
+    except ValueError:
+        raise ValueError(f"unknown A_log mode {mode!r}") from None
 
 
 def cu_seqlens_of(lengths: Sequence[int]) -> list:
@@ -221,13 +231,16 @@ def make_inputs(case: Case, device=None) -> dict:
         "q": randn_bf16(B, T, H, D),
         "k": randn_bf16(B, T, H, D),
         "v": randn_bf16(B, T, H, D),
-        "g": _gate_logits(case.gate, (B, T, H, D), gen).to(torch.bfloat16),
+        "g": _gate_logits(case.gate, (B, T, H, D), gen).to(
+            torch.float32 if case.gate_kind == "precomputed_fp32" else torch.bfloat16),
         "beta": randn_bf16(B, T, H),
         "A_log": _a_log(case.a_log, H, gen).float(),
-        "dt_bias": _dt_bias(case.dt, H, gen).float(),
+        "dt_bias": None if case.dt == "none" else _dt_bias(case.dt, H, gen).float(),
         "initial_state": None,
         "cu_seqlens": None,
     }
+    if case.gate_kind.startswith("precomputed"):
+        inp["A_log"] = inp["dt_bias"] = None
     if case.init is not None:
         h0 = torch.randn((N, H, D, D), generator=gen) * case.state_std
         inp["initial_state"] = h0.to(_torch_dtype(case.init))
@@ -235,7 +248,8 @@ def make_inputs(case: Case, device=None) -> dict:
         inp["cu_seqlens"] = torch.tensor(cu_seqlens_of(case.lengths), dtype=torch.int64)
     out = {k: (None if v is None else v.to(device).contiguous()) for k, v in inp.items()}
     out["scale"] = case.scale if case.scale is not None else HEAD_DIM ** -0.5
-    out["lower_bound"] = float(case.lower_bound)
+    out["lower_bound"] = float(case.lower_bound) if case.gate_kind == "lower_bound" else None
+    out["gate"] = case.gate_kind.replace("_fp32", "")
     return out
 
 
@@ -265,6 +279,7 @@ def call_fwd(inp: dict, out, final_state, initial_state="same"):
         inp["q"], inp["k"], inp["v"], inp["g"], inp["beta"], inp["scale"], out,
         A_log=inp["A_log"], dt_bias=inp["dt_bias"], lower_bound=inp["lower_bound"],
         initial_state=h0, final_state=final_state, cu_seqlens=inp["cu_seqlens"],
+        **({} if inp.get("gate", "lower_bound") == "lower_bound" else {"gate": inp["gate"]}),
     )
 
 
@@ -295,7 +310,7 @@ def reference(inp: dict, *, with_state: bool = True) -> tuple:
     flash_kda.reference_fwd(
         q, host(inp["k"]), host(inp["v"]), host(inp["g"]), host(inp["beta"]), inp["scale"], out,
         A_log=host(inp["A_log"]), dt_bias=host(inp["dt_bias"]), lower_bound=inp["lower_bound"],
-        initial_state=h0, final_state=final, cu_seqlens=cu,
+        initial_state=h0, final_state=final, cu_seqlens=cu, gate=inp.get("gate"),
     )
     return out, final
 

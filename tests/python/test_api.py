@@ -31,9 +31,15 @@ FLASHKDA_PARAMS = [
 
 @pytest.mark.parametrize("fn", [flash_kda.fwd, flash_kda.reference_fwd, flash_kda.workspace_size])
 def test_signature_is_flashkda(fn):
+    """FlashKDA's parameters, in its order (FLA passes 7 positionally, the rest
+    by keyword); our extensions come after them, keyword-only, optional."""
     params = list(inspect.signature(fn).parameters.values())
-    assert [(p.name, p.default) for p in params] == FLASHKDA_PARAMS
-    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+    head, extra = params[: len(FLASHKDA_PARAMS)], params[len(FLASHKDA_PARAMS):]
+    assert [(p.name, p.default) for p in head] == FLASHKDA_PARAMS
+    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in head)
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extra), extra
+    assert all(p.default is not inspect.Parameter.empty for p in extra), extra
+    assert "gate" in [p.name for p in extra]
 
 
 def test_metadata():

@@ -36,17 +36,46 @@ struct ChunkPrep {
   const int half;   // 0 or 1
   const int lane;
 
-  // Gate constants of this lane's 4 key channels (set once per work item).
-  float neg_a_log2e = 0.f;
+  // Gate constants of this lane's 4 key channels (set once per work item):
+  //   lower bound: 2^(gate_mul·g + bias2) = exp(-a (g + dt_bias)), gate_mul = -a·log2(e)
+  //   softplus:    log2(e)·(g + dt_bias) = fma(log2(e), g, bias2), then times neg_a = -a
+  float gate_mul = 0.f;
+  float neg_a = 0.f;
   float bias2[4] = {0.f, 0.f, 0.f, 0.f};
+
+  static constexpr float kLog2eF = 1.4426950408889634f;
+
+  // The base-2 log decay of one channel from its gate input g. kUnbounded:
+  // softplus or precomputed (a uniform runtime branch), clamped at min_gate.
+  template <bool kUnbounded>
+  __device__ float gate_log2(float g, float bias) const {
+    if constexpr (!kUnbounded) {
+      return p.gate_scale * fast_rcp(1.0f + fast_exp2(fmaf(gate_mul, g, bias)));
+    } else {
+      float gate = kLog2eF * g;  // precomputed
+      if (p.gate_kind == GateKind::kSoftplus) {
+        // softplus(x)·log2(e) = log2(1 + 2^y), y = x·log2(e), computed without overflow
+        const float y = fmaf(kLog2eF, g, bias);
+        gate = neg_a * (fmaxf(y, 0.f) + fast_log2(1.0f + fast_exp2(-fabsf(y))));
+      }
+      return fmaxf(gate, p.min_gate);
+    }
+  }
 
   __device__ void sync_pair() const { pair_barrier(1 + stage); }
 
   // L2 norms, gate, cumsum and the decayed operands of this half's 8 tokens:
   // writes kd, ki, qd, kr rows to scratch and returns 2^Γ of this lane's
   // channels. kFull: all 16 rows are real tokens (no masking needed).
-  template <bool kFull>
-  __device__ void elementwise(int valid, int it, float (&exp_gamma)[4]) {
+  //
+  // Unbounded gates (softplus, precomputed; clamped at min_gate per token):
+  // kd, ki, qd are taken relative to a per-channel reference 2^r, r =
+  // ceil(G at the end of half 0), so each spans at most half a chunk (8
+  // tokens, 2^±115.4) and L, Mqk never meet an overflow; r is an integer, so
+  // qd and W are brought back to 2^G exactly (rescale_qd, publish of W).
+  template <bool kFull, bool kUnbounded>
+  __device__ void elementwise(int c, int valid, int it, float (&exp_gamma)[4]) {
+    constexpr bool kRelative = kUnbounded;
     auto& raw = s.raw[stage];
     auto& scr = s.scratch[stage];
     auto& out = s.prepped[stage];
@@ -62,17 +91,25 @@ struct ChunkPrep {
     // lane l: (l % 16) < 8: 1/|q_(t0 + l%16)|, else 1/|k_(t0 + l%16 - 8)|
     const float rnorm = rsqrtf(warp_reduce_scatter16(sums, lane) + float(kL2NormEps));
 
-    // gate_t = lower_bound·log2(e)·sigmoid(a·(g_t + dt_bias)), cumsum partials
+    // base-2 gates of this half's tokens, cumsum partials
     float gate[kHalf][4];
     float part[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
     for (int t = 0; t < kHalf; ++t) {
-      const float4 g4 = unpack4(load_row4<kFull>(raw.g, t0 + t, valid));
+      float4 g4;
+      if (kUnbounded && p.gate_kind == GateKind::kPrecomputedF32) {  // fp32 gates: straight from global memory
+        g4 = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (kFull || t0 + t < valid)
+          g4 = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(p.g) +
+                                                     w.token_offset(p, w.row0 + int64_t(c) * kChunk + t0 + t)) +
+                     lane);
+      } else {
+        g4 = unpack4(load_row4<kFull>(raw.g, t0 + t, valid));
+      }
       const float gv[4] = {g4.x, g4.y, g4.z, g4.w};
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const float e = fast_exp2(fmaf(neg_a_log2e, gv[i], bias2[i]));
-        gate[t][i] = p.gate_scale * fast_rcp(1.0f + e);
+        gate[t][i] = gate_log2<kUnbounded>(gv[i], bias2[i]);
         if (!kFull && t0 + t >= valid) gate[t][i] = 0.f;
         part[i] += gate[t][i];
       }
@@ -94,6 +131,22 @@ struct ChunkPrep {
     if (half == 1) {
       cum[0] = p0.x; cum[1] = p0.y; cum[2] = p0.z; cum[3] = p0.w;
     }
+    float gamma_minus_ref[4];  // (relative mode) Γ - r, for kr = k·2^(Γ - G)
+    if constexpr (kRelative) {
+      const float p0v[4] = {p0.x, p0.y, p0.z, p0.w};
+      const float gam[4] = {p0.x + p1.x, p0.y + p1.y, p0.z + p1.z, p0.w + p1.w};
+      float scale4[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        // integer r in [-126, 126]: 2^r is a normal float, built exactly
+        const float r = fminf(fmaxf(ceilf(p0v[i]), -126.f), 126.f);
+        cum[i] -= r;
+        gamma_minus_ref[i] = gam[i] - r;
+        scale4[i] = __int_as_float((127 + int(r)) << 23);
+      }
+      if (half == 0)
+        *reinterpret_cast<float4*>(&scr.ref_scale[4 * lane]) = make_float4(scale4[0], scale4[1], scale4[2], scale4[3]);
+    }
 
     // kd = k·2^G, ki = k·2^-G, qd = scale·q·2^G, kr = k·2^(Γ-G)
 #pragma unroll
@@ -108,12 +161,15 @@ struct ChunkPrep {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         cum[i] += gate[t][i];
-        const float up = fast_exp2(cum[i]);     // <= 1
-        const float down = fast_exp2(-cum[i]);  // <= 2^115.4 for lower_bound >= -5
+        const float up = fast_exp2(cum[i]);     // <= 1 (relative: <= 2^115.4)
+        const float down = fast_exp2(-cum[i]);  // <= 2^115.4 for lower_bound >= -5 (relative: too)
         const float kn = kv[i] * rk;
         kd[i] = kn * up;
         ki[i] = kn * down;
-        kr[i] = ki[i] * exp_gamma[i];           // = kn·2^(Γ-G) <= |kn|
+        if constexpr (kRelative)
+          kr[i] = kn * fast_exp2(gamma_minus_ref[i] - cum[i]);  // 2^Γ itself may underflow
+        else
+          kr[i] = ki[i] * exp_gamma[i];         // = kn·2^(Γ-G) <= |kn|
         qd[i] = qv[i] * rq * up;
       }
       // qd and kr go straight to the prepped stage (released before this pass).
@@ -130,19 +186,36 @@ struct ChunkPrep {
   }
 
 
-  // Issues the bulk loads of chunk c's q, k, g rows (half 0 only).
+  // Issues the bulk loads of chunk c's q, k, g rows (half 0 only); fp32 gates
+  // are read by elementwise itself.
+  template <bool kUnbounded>
   __device__ void load_qkg(int c) {
+    const bool kStageG = !(kUnbounded && p.gate_kind == GateKind::kPrecomputedF32);
     const int valid = w.valid_rows(c);
     auto& raw = s.raw[stage];
     uint64_t* bar = &s.raw_qkg_full[stage];
-    if (lane == 0) Barrier::arrive_and_expect_tx(bar, uint32_t(valid * 3 * kDim * sizeof(bf16)));
+    if (lane == 0) Barrier::arrive_and_expect_tx(bar, uint32_t(valid * (kStageG ? 3 : 2) * kDim * sizeof(bf16)));
     __syncwarp();
     if (lane < valid) {
       const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + lane);
       constexpr int kRowBytes = kDim * sizeof(bf16);
       bulk_load(&raw.q[lane * kDim], static_cast<const bf16*>(p.q) + off, kRowBytes, bar);
       bulk_load(&raw.k[lane * kDim], static_cast<const bf16*>(p.k) + off, kRowBytes, bar);
-      bulk_load(&raw.g[lane * kDim], static_cast<const bf16*>(p.g) + off, kRowBytes, bar);
+      if (kStageG) bulk_load(&raw.g[lane * kDim], static_cast<const bf16*>(p.g) + off, kRowBytes, bar);
+    }
+  }
+
+  // Unbounded gates: qd (rows 16-31 of wq) was written relative to 2^r for
+  // Mqk; the recurrence needs scale·q·2^G. Each half rescales its own 8 rows,
+  // a lane its 4 channels; times a power of two, so exact.
+  __device__ void rescale_qd() {
+    auto& out = s.prepped[stage];
+    const float4 sc = *reinterpret_cast<const float4*>(&s.scratch[stage].ref_scale[4 * lane]);
+#pragma unroll
+    for (int t = 0; t < kHalf; ++t) {
+      uint2* cell = reinterpret_cast<uint2*>(&out.wq[swz128(kChunk + half * kHalf + t, 4 * lane)]);
+      const float4 x = unpack4(*cell);
+      *cell = make_uint2(pack_bf16x2(x.x * sc.x, x.y * sc.y), pack_bf16x2(x.z * sc.z, x.w * sc.w));
     }
   }
 
@@ -166,23 +239,35 @@ struct ChunkPrep {
     return __bfloat162float(static_cast<const bf16*>(p.beta)[row * p.heads + w.head]);
   }
 
-  __device__ void run() {
-    const int first = stage;
-    if (first >= w.num_chunks) return;
+  // kUnbounded: the softplus and precomputed gates (a kernel of their own:
+  // the relative-exponent work must not weigh on FlashKDA's gate).
+  template <bool kUnbounded>
+  __device__ __forceinline__ void run() {
+    if (stage >= w.num_chunks) return;
+    // Per-head constants: this lane's 4 key channels (dt_bias absent: zeros).
+    const float a = p.A_log != nullptr ? expf(p.A_log[w.head]) : 0.f;
+    const float4 dtb = p.dt_bias != nullptr
+                           ? *reinterpret_cast<const float4*>(p.dt_bias + w.head * kDim + 4 * lane)
+                           : make_float4(0.f, 0.f, 0.f, 0.f);
+    // lower bound: sigmoid(a·(g + dt_bias)) = 1 / (1 + 2^(gate_mul·g + bias2)), one FFMA before the ex2
+    gate_mul = p.gate_kind == GateKind::kLowerBound ? -kLog2eF * a : kLog2eF;
+    neg_a = -a;
+    bias2[0] = gate_mul * dtb.x;
+    bias2[1] = gate_mul * dtb.y;
+    bias2[2] = gate_mul * dtb.z;
+    bias2[3] = gate_mul * dtb.w;
+    run_chunks<kUnbounded>();
+  }
 
-    // Per-head constants: this lane's 4 key channels.
-    // sigmoid(a·(g + dt_bias)) = 1 / (1 + 2^(neg_a_log2e·g + bias2)): one FFMA before the ex2.
-    neg_a_log2e = -1.4426950408889634f * expf(p.A_log[w.head]);
-    const float4 dtb = *reinterpret_cast<const float4*>(p.dt_bias + w.head * kDim + 4 * lane);
-    bias2[0] = neg_a_log2e * dtb.x;
-    bias2[1] = neg_a_log2e * dtb.y;
-    bias2[2] = neg_a_log2e * dtb.z;
-    bias2[3] = neg_a_log2e * dtb.w;
+  template <bool kUnbounded>
+  __device__ __forceinline__ void run_chunks() {
+    constexpr bool kRelative = kUnbounded;
+    const int first = stage;
     const int gid = lane >> 2, qid = lane & 3;
     const int t0 = half * kHalf;  // first token of this half
 
     if (half == 0) {
-      load_qkg(first);
+      load_qkg<kUnbounded>(first);
       load_v(first);
     }
     float beta_next = load_beta(first);
@@ -200,15 +285,15 @@ struct ChunkPrep {
 
       float exp_gamma[4];
       if (valid == kChunk) {
-        elementwise<true>(valid, it, exp_gamma);
+        elementwise<true, kUnbounded>(c, valid, it, exp_gamma);
       } else {
-        elementwise<false>(valid, it, exp_gamma);
+        elementwise<false, kUnbounded>(c, valid, it, exp_gamma);
       }
       sync_pair();  // #2: scratch rows complete, raw q/k/g consumed by both halves
 
       // Prefetch the chunk after next's q, k, g.
       if (next < w.num_chunks) {
-        if (half == 0) load_qkg(next);
+        if (half == 0) load_qkg<kUnbounded>(next);
         beta_next = load_beta(next);
       }
 
@@ -245,6 +330,7 @@ struct ChunkPrep {
         }
       }
       sync_pair();  // #3: L complete; ki no longer needed (its space takes Y and INV·diag(b))
+      if constexpr (kRelative) rescale_qd();  // Mqk has read the relative qd
 
       // ---- INV = (I + L)^-1 by 8x8 blocks: [[Y1, 0], [X21, Y2]] ----
       {
@@ -327,6 +413,13 @@ struct ChunkPrep {
             mma(acc, a_hi, b);
             mma(acc, a_lo, b);
             const int col = 16 * cb + 8 * n + 2 * qid;
+            if constexpr (kRelative) {  // W = INV·diag(b)·kd_rel·diag(2^r), exact rescale
+              const float2 sc = *reinterpret_cast<const float2*>(&scr.ref_scale[col]);
+              acc.x[0] *= sc.x;
+              acc.x[1] *= sc.y;
+              acc.x[2] *= sc.x;
+              acc.x[3] *= sc.y;
+            }
             *reinterpret_cast<uint32_t*>(&out.wq[swz128(gid, col)]) = pack_bf16x2(acc.x[0], acc.x[1]);
             *reinterpret_cast<uint32_t*>(&out.wq[swz128(gid + 8, col)]) = pack_bf16x2(acc.x[2], acc.x[3]);
           }

@@ -22,7 +22,9 @@ struct FwdKernelTraits {
                 (kRecurrenceRegs * kRecurrenceWarps + kPrepRegs * kPrepWarps) * 32 <= 65536);
 };
 
-template <int kBV>
+// kUnbounded: the softplus / precomputed gates (GateKind), else FlashKDA's
+// lower-bounded gate.
+template <int kBV, bool kUnbounded>
 __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
     kda_fwd_kernel(const __grid_constant__ FwdKernelParams params) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -54,7 +56,7 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
     // Pair p = warps (2p, 2p+1) after the recurrence warps: its halves sit on
     // different schedulers.
     const int prep = warp - Traits::kRecurrenceWarps;
-    ChunkPrep<kBV>{params, smem, item, prep / 2, prep % 2, lane}.run();
+    ChunkPrep<kBV>{params, smem, item, prep / 2, prep % 2, lane}.template run<kUnbounded>();
   }
 #endif
 }

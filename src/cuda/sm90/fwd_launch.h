@@ -9,13 +9,20 @@
 namespace flash_kda::sm90 {
 
 // Value-block widths with a compiled kernel: 128 (8 recurrence warps),
-// 64 (4) and 32 (2). Narrower blocks give more CTAs per head.
-template <int kBV>
+// 64 (4) and 32 (2). Narrower blocks give more CTAs per head. kUnbounded:
+// the softplus / precomputed gates (fwd_sm90_bv*_unbounded.cu).
+template <int kBV, bool kUnbounded>
 cudaError_t launch_fwd(const FwdKernelParams& params, int device, cudaStream_t stream);
 
-extern template cudaError_t launch_fwd<128>(const FwdKernelParams&, int, cudaStream_t);
-extern template cudaError_t launch_fwd<64>(const FwdKernelParams&, int, cudaStream_t);
-extern template cudaError_t launch_fwd<32>(const FwdKernelParams&, int, cudaStream_t);
+#define FLASH_KDA_DECLARE_FWD(BV, UNBOUNDED) \
+  extern template cudaError_t launch_fwd<BV, UNBOUNDED>(const FwdKernelParams&, int, cudaStream_t);
+FLASH_KDA_DECLARE_FWD(128, false)
+FLASH_KDA_DECLARE_FWD(64, false)
+FLASH_KDA_DECLARE_FWD(32, false)
+FLASH_KDA_DECLARE_FWD(128, true)
+FLASH_KDA_DECLARE_FWD(64, true)
+FLASH_KDA_DECLARE_FWD(32, true)
+#undef FLASH_KDA_DECLARE_FWD
 
 // Sets status[0] to 0 when cu_seqlens[0] == 0, it never decreases and
 // cu_seqlens[count - 1] == total_rows; to 1 otherwise.

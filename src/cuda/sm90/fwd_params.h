@@ -8,6 +8,14 @@ namespace flash_kda::sm90 {
 
 enum class StateKind : int { kNone = 0, kBFloat16 = 1, kFloat32 = 2 };
 
+// How the kernel turns g into a base-2 log decay (flash_kda::GateMode).
+enum class GateKind : int {
+  kLowerBound = 0,      // gate_scale * sigmoid(a (g + dt_bias))
+  kSoftplus = 1,        // max(-a log2(1 + 2^(log2e (g + dt_bias))), min_gate)
+  kPrecomputed = 2,     // max(log2e g, min_gate), g bf16
+  kPrecomputedF32 = 3,  // the same, g fp32 (read directly, not through the raw stage)
+};
+
 struct FwdKernelParams {
   const void* q;      // bf16 [rows, H, 128]   (rows = B * T)
   const void* k;
@@ -15,8 +23,8 @@ struct FwdKernelParams {
   const void* g;
   const void* beta;   // bf16 [rows, H]
   void* out;          // bf16 [rows, H, 128]
-  const float* A_log;    // [H]
-  const float* dt_bias;  // [H, 128]
+  const float* A_log;    // [H], null for precomputed gates
+  const float* dt_bias;  // [H, 128], null = zeros
   const void* initial_state;  // [N, H, 128 (v), 128 (k)] or null
   void* final_state;
   StateKind initial_kind;
@@ -30,6 +38,8 @@ struct FwdKernelParams {
   int num_vblocks;            // 128 / BV
   float scale;
   float gate_scale;           // lower_bound * log2(e): gates applied in base 2
+  GateKind gate_kind;
+  float min_gate;             // kMinTokenLogDecay * log2(e): clamp of the unbounded gates
 };
 
 }  // namespace flash_kda::sm90

@@ -1,6 +1,6 @@
-// Instantiation of the SM90 forward for 64-row value blocks.
+// Instantiation of the SM90 forward: 64-row value blocks, FlashKDA's lower-bounded gate.
 #include "cuda/sm90/fwd_launch.cuh"
 
 namespace flash_kda::sm90 {
-template cudaError_t launch_fwd<64>(const FwdKernelParams&, int, cudaStream_t);
+template cudaError_t launch_fwd<64, false>(const FwdKernelParams&, int, cudaStream_t);
 }  // namespace flash_kda::sm90

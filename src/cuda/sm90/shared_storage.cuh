@@ -44,6 +44,7 @@ struct SharedStorage {
       float gamma_part[2][kDim];        // the halves' gate sums, exchanged
       float lmat[kChunk * kChunk];      // L, fp32, strictly lower, rows scaled by b
     };
+    float ref_scale[kDim];  // unbounded gates: 2^r per key channel (see ChunkPrep)
   };
   struct Prepped {
     bf16 wq[2 * kChunk * kDim];      // rows 0-15: W = INV·diag(b)·kd; rows 16-31: qd (swz128)
