@@ -19,7 +19,11 @@ in the same run (bytes read + written). FlashKDA's speedup over FLA is the
 published one of anchors.md, in the column of this GPU model.
 
     python3 bench/bench_fwd.py [--cases H96,T8192] [--repeats 200] [--no-fla]
-                               [--json out.json] [--time-budget 180]
+                               [--json out.json] [--time-budget 180] [--gate softplus]
+
+--gate softplus: Kimi-Linear's unbounded gate (issue #8) on both sides: ours
+with lower_bound=None, FLA with use_gate_in_kernel=True, no lower bound,
+safe_gate=False. FlashKDA cannot run it; the aim is 2x FLA.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 D = 128
 LOWER_BOUND = -5.0
+GATE = "lower_bound"  # or "softplus" (--gate)
 VARLEN6 = [1300, 547, 2048, 963, 271, 3063]
 
 # (name, H, lengths, varlen)
@@ -250,7 +255,8 @@ def ours_fn(flash_kda, s):
 
     def fn():
         flash_kda.fwd(s["q"], s["k"], s["v"], s["g"], s["beta"], scale, s["out"],
-                      A_log=s["A_log"], dt_bias=s["dt_bias"], lower_bound=LOWER_BOUND,
+                      A_log=s["A_log"], dt_bias=s["dt_bias"],
+                      lower_bound=LOWER_BOUND if GATE == "lower_bound" else None,
                       initial_state=s["h0"], final_state=s["ht"], cu_seqlens=s["cu_seqlens"])
     return fn
 
@@ -267,7 +273,8 @@ def fla_fn(chunk_kda, s, result=None):
                 q=s["q"], k=s["k"], v=s["v"], g=s["g"], beta=s["beta"], scale=scale,
                 initial_state=s["h0"], output_final_state=True,
                 use_qk_l2norm_in_kernel=True, use_gate_in_kernel=True,
-                use_beta_sigmoid_in_kernel=True, safe_gate=True, lower_bound=LOWER_BOUND,
+                use_beta_sigmoid_in_kernel=True, safe_gate=GATE == "lower_bound",
+                lower_bound=LOWER_BOUND if GATE == "lower_bound" else None,
                 state_v_first=True, cu_seqlens=s["cu_seqlens"], A_log=s["A_log"], dt_bias=dt_flat)
         if result is not None:
             result["o"], result["ht"] = o, ht
@@ -294,7 +301,7 @@ def run_case(name, H, lengths, varlen, args, flash_kda, chunk_kda, l2_bytes, bw_
     # rotate input sets when one set would stay in L2 (never for the anchors cases)
     n_sets = 1 if nbytes >= 2 * l2_bytes else min(32, max(2, math.ceil(2 * l2_bytes / max(nbytes, 1)) + 1))
     sets = [make_set(H, lengths, varlen, seed=1234 + 17 * i) for i in range(n_sets)]
-    fk, fk_src = flashkda_speedup(name, column)
+    fk, fk_src = flashkda_speedup(name, column) if GATE == "lower_bound" else (None, "cannot run this gate")
     r = {
         "name": name, "H": H, "num_sequences": len(lengths), "tokens": sum(lengths),
         "lengths": lengths if len(lengths) <= 8 else f"{len(lengths)}x{lengths[0]}"
@@ -302,7 +309,7 @@ def run_case(name, H, lengths, varlen, args, flash_kda, chunk_kda, l2_bytes, bw_
         "varlen": varlen, "bytes": nbytes, "input_sets": n_sets,
         "floor_ms": nbytes / (bw_tbps * 1e12) * 1e3 if bw_tbps else None,
         "flashkda_speedup": fk, "flashkda_source": fk_src,
-        "aim_speedup": 2 * fk if fk else None,
+        "aim_speedup": 2 * fk if fk else (2.0 if GATE != "lower_bound" else None),
         "ours_ms": None, "ours_n": None, "ours_error": None,
         "fla_ms": None, "fla_n": None, "fla_error": None,
     }
@@ -391,7 +398,11 @@ def main(argv=None):
     p.add_argument("--no-ours", action="store_true", help="do not run flash_kda (FLA only)")
     p.add_argument("--json", default=None, help="write the results here (rewritten after every case)")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.add_argument("--gate", choices=("lower_bound", "softplus"), default="lower_bound",
+                   help="the gate on both sides (default lower_bound = FlashKDA's)")
     args = p.parse_args(argv)
+    global GATE
+    GATE = args.gate
 
     cases = select_cases(args.cases)
     if args.list:
@@ -445,7 +456,8 @@ def main(argv=None):
         "cuda_runtime": torch.version.cuda,
         "flashkda_column": column,
         "settings": {"repeats": args.repeats, "min_repeats": args.min_repeats,
-                     "max_seconds": args.max_seconds, "warmup": "1 + 10", "lower_bound": LOWER_BOUND,
+                     "max_seconds": args.max_seconds, "warmup": "1 + 10", "gate": GATE,
+                     "lower_bound": LOWER_BOUND if GATE == "lower_bound" else None,
                      "states": "fp32 in and out", "statistic": "median of per-call CUDA events"},
         "cases": [],
         "skipped_cases": [],

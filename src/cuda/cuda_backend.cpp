@@ -42,6 +42,22 @@ const DeviceInfo& device_info(int device) {
   return info;
 }
 
+// cudaGetDeviceCount, asked once per process: the visible devices do not
+// change under a running process, and fwd should not pay for the query.
+struct DeviceCount {
+  cudaError_t err;
+  int count;
+};
+const DeviceCount& device_count() {
+  static const DeviceCount cached = [] {
+    int n = 0;
+    const cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess) cudaGetLastError();  // clear the sticky "no device" error
+    return DeviceCount{err, n};
+  }();
+  return cached;
+}
+
 // Restores the caller's current device on scope exit.
 class DeviceGuard {
  public:
@@ -76,11 +92,8 @@ bool built_for_sm90a() {
 }  // namespace
 
 bool available(int device_id) {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || device_id < 0 || device_id >= count) {
-    cudaGetLastError();  // clear the sticky "no device" error
-    return false;
-  }
+  const DeviceCount& dc = device_count();
+  if (dc.err != cudaSuccess || device_id < 0 || device_id >= dc.count) return false;
   const DeviceInfo& info = device_info(device_id);
   return built_for_sm90a() && info.major == 9 && info.minor == 0;
 }
@@ -92,15 +105,12 @@ size_t workspace_size(const FwdParams&, const FwdShape& shape) {
 void forward(const FwdParams& params, const FwdShape& shape, void* workspace, size_t,
              cudaStream_t stream) {
   const int device = params.q.device_id;
-  int count = 0;
-  const cudaError_t count_err = cudaGetDeviceCount(&count);
-  if (count_err != cudaSuccess || device < 0 || device >= count) {
-    cudaGetLastError();  // clear the sticky "no device" error
+  const DeviceCount& dc = device_count();
+  if (dc.err != cudaSuccess || device < 0 || device >= dc.count)
     detail::fail(ErrorKind::kUnsupported, "q",
                  "q: is a CUDA tensor on device " + std::to_string(device) + ", but the CUDA runtime reports " +
-                     (count_err != cudaSuccess ? std::string(cudaGetErrorString(count_err))
-                                               : std::to_string(count) + " device(s)"));
-  }
+                     (dc.err != cudaSuccess ? std::string(cudaGetErrorString(dc.err))
+                                            : std::to_string(dc.count) + " device(s)"));
   const DeviceInfo& info = device_info(device);
   if (!(built_for_sm90a() && info.major == 9 && info.minor == 0))
     detail::fail(ErrorKind::kUnsupported, "q",
