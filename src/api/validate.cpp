@@ -386,6 +386,7 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
   }
   const int64_t N = shape.num_sequences;
 
+  validate_serving_arguments(p, N, H, policy);
   const NamedRef states[] = {{&p.initial_state, "initial_state"}, {&p.final_state, "final_state"}};
   for (auto [t, name] : states) {
     if (!t->present()) continue;
@@ -401,7 +402,6 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
       require_shape(*t, name, {N, H, V, K}, "[N, H, V, K]");
     require_layout(*t, name, policy.allow_wide_outputs ? 1 : 16);
   }
-  validate_serving_arguments(p, N, H, policy);
   if (p.initial_state.present() && p.final_state.present() &&
       p.initial_state.dtype != p.final_state.dtype)
     fail(ErrorKind::kType, "final_state",
