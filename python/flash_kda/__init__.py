@@ -26,6 +26,7 @@ sequence, head and token ``t`` (``S`` is the ``V x K`` state)::
 
 from __future__ import annotations
 
+import operator as _operator
 import sys as _sys
 
 from . import _C
@@ -58,9 +59,9 @@ HEAD_DIM: int = _C.head_dim
 
 _ARGS_DOC = """
     Shapes use ``B`` batch, ``T`` tokens per row, ``H`` heads, ``K`` = ``V`` =
-    128 head sizes, ``N`` sequences. Every tensor must be contiguous
-    (row-major) and all must live on the same device as ``q``; nothing is
-    copied or converted.
+    128 head sizes, ``N`` sequences. Every tensor but ``beta`` must be
+    contiguous (row-major) and all must live on the same device as ``q``;
+    nothing is copied or converted.
 
     Args:
         q: bf16 ``[B, T, H, K]`` queries (L2-normalised inside).
@@ -83,7 +84,38 @@ _ARGS_DOC = """
             packs ``N`` sequences: sequence ``i`` is tokens
             ``cu_seqlens[i] .. cu_seqlens[i + 1]`` (0-based, non-decreasing,
             ending at ``T``). Without it each of the ``B`` rows is a sequence
-            (``N == B``). Must be on the same device as ``q``.
+            (``N == B``). Must be on the same device as ``q``. int32 is
+            accepted too.
+
+    Keyword-only, for serving engines (see "State pools and checkpoints"
+    in the README and docs/kda.md):
+
+        state_indices: int32 / int64 ``[N]`` or None. With it
+            ``initial_state`` / ``final_state`` are pools ``[P, H, V, K]``
+            (any ``P``): sequence ``n`` reads slot ``state_indices[n]`` and
+            writes its final state to the same slot (in place when both are
+            the very same tensor). A negative entry marks padding: nothing is
+            read or written for that sequence and its ``out`` rows are zeroed.
+            Non-negative entries must be distinct and ``< P``. Slots not
+            named keep their bits.
+        final_state_indices: int32 / int64 ``[N]`` or None (needs
+            ``state_indices``): write the final state of sequence ``n`` to
+            slot ``final_state_indices[n]`` instead (negative: not written).
+            With ``final_state`` the very same tensor as ``initial_state``, a
+            slot written by one sequence must not be read by another.
+        zero_start: bool / uint8 ``[N]`` or None: true = sequence ``n``
+            starts from a zero state (a new request) instead of its slot.
+        checkpoints: bf16 / fp32 ``[C, H, V, K]`` or None, written: the
+            state of sequence ``n`` after its tokens ``i * checkpoint_interval``
+            (``i = 1 .. len_n // checkpoint_interval``, a checkpoint at the very
+            end included) goes to row ``checkpoint_offsets[n] + i - 1``.
+        checkpoint_offsets: int32 / int64 ``[N + 1]``, with
+            ``checkpoint_offsets[n + 1] - checkpoint_offsets[n] ==
+            len_n // checkpoint_interval`` and ``checkpoint_offsets[N] <= C``.
+        checkpoint_interval: 0 (no checkpoints) or a positive multiple of 16.
+
+    ``beta`` may have any non-negative strides (for example a slice of a
+    wider projection); every other tensor must be contiguous.
 
     Tensors may come from any framework that supports DLPack: PyTorch,
     NumPy (bfloat16 as ``ml_dtypes.bfloat16``), CuPy, JAX (inputs only: JAX
@@ -118,6 +150,17 @@ def _scalar(x: object, name: str) -> float:
         return float(x)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         err = TypeError(f"{name}: expected a real number, got {type(x).__name__}")
+        err.argument = name  # type: ignore[attr-defined]
+        raise err from None
+
+
+def _integer(x: object, name: str) -> int:
+    if type(x) is int:
+        return x  # type: ignore[return-value]
+    try:
+        return _operator.index(x)  # type: ignore[arg-type]
+    except TypeError:
+        err = TypeError(f"{name}: expected an integer, got {type(x).__name__}")
         err.argument = name  # type: ignore[attr-defined]
         raise err from None
 
@@ -194,13 +237,24 @@ def fwd(
     initial_state=None,
     final_state=None,
     cu_seqlens=None,
+    *,
+    state_indices=None,
+    final_state_indices=None,
+    zero_start=None,
+    checkpoints=None,
+    checkpoint_offsets=None,
+    checkpoint_interval=0,
 ):
     if _compiling():
         return _torch_fwd_op(q, k, v, g, beta, float(scale), out, A_log, dt_bias,
-                             float(lower_bound), initial_state, final_state, cu_seqlens)
-    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens]
+                             float(lower_bound), initial_state, final_state, cu_seqlens,
+                             state_indices, final_state_indices, zero_start, checkpoints,
+                             checkpoint_offsets, int(checkpoint_interval))
+    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens,
+               state_indices, final_state_indices, zero_start, checkpoints, checkpoint_offsets]
     bf16 = _prepare(tensors)
-    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors
+    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors[:11]
+    serving = (*tensors[11:], _integer(checkpoint_interval, "checkpoint_interval"))
     scale = _scalar(scale, "scale")
     lower_bound = _scalar(lower_bound, "lower_bound")
 
@@ -217,7 +271,7 @@ def fwd(
             # exchange API and takes the current stream and the workspace
             # (caching allocator) from the same table.
             _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                   initial_state, final_state, cu_seqlens, bf16=bf16)
+                   initial_state, final_state, cu_seqlens, *serving, bf16=bf16)
             return None
         device = q.device
         if device.type == "cuda":
@@ -228,12 +282,12 @@ def fwd(
                 with torch.cuda.device(device):
                     stream = torch.cuda.current_stream(device).cuda_stream
                     _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                           initial_state, final_state, cu_seqlens, stream=stream,
+                           initial_state, final_state, cu_seqlens, *serving, stream=stream,
                            workspace=_torch_allocator(device), bf16=bf16)
                 return None
             stream = torch.cuda.current_stream(device).cuda_stream
             _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                   initial_state, final_state, cu_seqlens, stream=stream,
+                   initial_state, final_state, cu_seqlens, *serving, stream=stream,
                    workspace=_torch_allocator(device), bf16=bf16)
             return None
     elif fw == _CUPY:
@@ -241,20 +295,20 @@ def fwd(
         with cupy.cuda.Device(q.device.id):
             stream = cupy.cuda.get_current_stream().ptr
             _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                   initial_state, final_state, cu_seqlens, stream=stream,
+                   initial_state, final_state, cu_seqlens, *serving, stream=stream,
                    workspace=_cupy_allocate, bf16=bf16)
         return None
     elif fw != _NUMPY:
         dev_type, dev_id = _dlpack_device(q)
         if dev_type in _CUDA_DEVICE_TYPES:
             _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                   initial_state, final_state, cu_seqlens, stream=0,
+                   initial_state, final_state, cu_seqlens, *serving, stream=0,
                    workspace=_generic_cuda_allocator(dev_id), bf16=bf16)
             return None
 
     # Host tensors: the CPU backend (needs no stream and no workspace).
     _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-           initial_state, final_state, cu_seqlens, bf16=bf16)
+           initial_state, final_state, cu_seqlens, *serving, bf16=bf16)
     return None
 
 
@@ -274,6 +328,10 @@ fwd.__doc__ = (
     not synchronise the host; with CUDA ``cu_seqlens`` its contents are
     checked on the device (no sync), and a bad one computes nothing and fills
     ``out`` and ``final_state`` with NaN, never a plausible-looking result.
+    CUDA ``state_indices`` / ``final_state_indices`` (out of range or
+    duplicated) and ``checkpoint_offsets`` are checked the same way: when bad,
+    ``out`` and ``checkpoints`` are NaN-filled and no pool slot is written.
+    Host tensors are checked directly (ValueError).
 """
     + _ARGS_DOC
     + """
@@ -301,13 +359,22 @@ def reference_fwd(
     initial_state=None,
     final_state=None,
     cu_seqlens=None,
+    *,
+    state_indices=None,
+    final_state_indices=None,
+    zero_start=None,
+    checkpoints=None,
+    checkpoint_offsets=None,
+    checkpoint_interval=0,
 ):
-    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens]
+    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens,
+               state_indices, final_state_indices, zero_start, checkpoints, checkpoint_offsets]
     bf16 = _prepare(tensors)
-    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors
+    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors[:11]
+    serving = (*tensors[11:], _integer(checkpoint_interval, "checkpoint_interval"))
     _C.reference_fwd(q, k, v, g, beta, _scalar(scale, "scale"), out, A_log, dt_bias,
                      _scalar(lower_bound, "lower_bound"), initial_state, final_state,
-                     cu_seqlens, bf16=bf16)
+                     cu_seqlens, *serving, bf16=bf16)
 
 
 reference_fwd.__doc__ = (
@@ -339,13 +406,22 @@ def workspace_size(
     initial_state=None,
     final_state=None,
     cu_seqlens=None,
+    *,
+    state_indices=None,
+    final_state_indices=None,
+    zero_start=None,
+    checkpoints=None,
+    checkpoint_offsets=None,
+    checkpoint_interval=0,
 ) -> int:
-    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens]
+    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens,
+               state_indices, final_state_indices, zero_start, checkpoints, checkpoint_offsets]
     bf16 = _prepare(tensors)
-    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors
+    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors[:11]
+    serving = (*tensors[11:], _integer(checkpoint_interval, "checkpoint_interval"))
     return _C.workspace_size(q, k, v, g, beta, _scalar(scale, "scale"), out, A_log, dt_bias,
                              _scalar(lower_bound, "lower_bound"), initial_state, final_state,
-                             cu_seqlens, bf16=bf16)
+                             cu_seqlens, *serving, bf16=bf16)
 
 
 workspace_size.__doc__ = (

@@ -22,6 +22,13 @@ def fwd(
     initial_state: Optional[Tensor] = None,
     final_state: Optional[Tensor] = None,
     cu_seqlens: Optional[Tensor] = None,
+    *,
+    state_indices: Optional[Tensor] = None,
+    final_state_indices: Optional[Tensor] = None,
+    zero_start: Optional[Tensor] = None,
+    checkpoints: Optional[Tensor] = None,
+    checkpoint_offsets: Optional[Tensor] = None,
+    checkpoint_interval: int = 0,
 ) -> None: ...
 def reference_fwd(
     q: Tensor,
@@ -37,6 +44,13 @@ def reference_fwd(
     initial_state: Optional[Tensor] = None,
     final_state: Optional[Tensor] = None,
     cu_seqlens: Optional[Tensor] = None,
+    *,
+    state_indices: Optional[Tensor] = None,
+    final_state_indices: Optional[Tensor] = None,
+    zero_start: Optional[Tensor] = None,
+    checkpoints: Optional[Tensor] = None,
+    checkpoint_offsets: Optional[Tensor] = None,
+    checkpoint_interval: int = 0,
 ) -> None: ...
 def workspace_size(
     q: Tensor,
@@ -52,6 +66,13 @@ def workspace_size(
     initial_state: Optional[Tensor] = None,
     final_state: Optional[Tensor] = None,
     cu_seqlens: Optional[Tensor] = None,
+    *,
+    state_indices: Optional[Tensor] = None,
+    final_state_indices: Optional[Tensor] = None,
+    zero_start: Optional[Tensor] = None,
+    checkpoints: Optional[Tensor] = None,
+    checkpoint_offsets: Optional[Tensor] = None,
+    checkpoint_interval: int = 0,
 ) -> int: ...
 def cuda_available(device_id: int = 0) -> bool: ...
 def build_info() -> str: ...
