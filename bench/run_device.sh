@@ -9,14 +9,15 @@
 #    sm_90a); C++ GoogleTest suites with ctest when GoogleTest is there
 # 4. pytest tests/python tests/gpu (FLASH_KDA_RESULTS_DIR=$OUT -> accuracy.json)
 # 5. compute-sanitizer memcheck + racecheck on bench/sanitize_case.py
-# 6. bench/bench_fwd.py --json $OUT/bench.json
+# 6. bench/bench_fwd.py --json $OUT/bench.json; bench/bench_state_pool.py --json $OUT/pool_bench.json
 # 7. $OUT/results.md (printed last)
 #
 # Files left in $OUT (at most 8 come back): results.md, build.log, cpp.log,
-# pytest.log, accuracy.json, sanitizer.log, bench.json.
+# pytest.log, accuracy.json, sanitizer.log, bench.json, pool_bench.json.
 #
 # Environment:
 #   SKIP_BUILD=1 SKIP_TESTS=1 SKIP_SANITIZER=1 SKIP_BENCH=1   skip a step
+#   SKIP_POOL_BENCH=1   skip the state-pool benchmark (bench_state_pool.py)
 #   PYTEST_ARGS      replaces the default pytest options "-q -rfEs"
 #   PYTEST_PATHS     replaces the default "tests/python tests/gpu"
 #   BENCH_CASES      bench case filter (bench_fwd.py --cases), e.g. "H96 T8192,varlen6"
@@ -218,6 +219,17 @@ else
   if [[ $rc == 0 ]]; then record bench PASS $((SECONDS - t)) "bench.json"
   elif [[ $rc == 124 ]]; then record bench FAIL $((SECONDS - t)) "timed out (bench.json holds the cases done)"
   else record bench FAIL $((SECONDS - t)) "exit $rc"; fi
+fi
+
+section "6b. state-pool benchmark"
+if [[ "${SKIP_POOL_BENCH:-0}" == 1 ]]; then
+  record pool_bench SKIP 0 "SKIP_POOL_BENCH=1"
+else
+  t=$SECONDS
+  timeout "$(clamp 300 25)" python3 bench/bench_state_pool.py --json "$OUT/pool_bench.json" 2>&1 | tee -a "$WORK/bench.log"
+  rc=${PIPESTATUS[0]}
+  if [[ $rc == 0 ]]; then record pool_bench PASS $((SECONDS - t)) "pool_bench.json"
+  else record pool_bench FAIL $((SECONDS - t)) "exit $rc"; fi
 fi
 
 # ---------------------------------------------------------------------------------

@@ -56,8 +56,14 @@ constexpr ArgInfo kArgs[] = {
     {"A_log", 1, false, false},       {"dt_bias", 2, false, false},
     {"initial_state", 4, false, true}, {"final_state", 4, true, true},
     {"cu_seqlens", 1, false, true},
+    {"state_indices", 1, false, true}, {"final_state_indices", 1, false, true},
+    {"zero_start", 1, false, true},    {"checkpoints", 4, true, true},
+    {"checkpoint_offsets", 1, false, true},
 };
-enum ArgIndex { kQ, kK, kV, kG, kBeta, kOut, kALog, kDtBias, kInit, kFinal, kCu, kNumArgs };
+enum ArgIndex {
+  kQ, kK, kV, kG, kBeta, kOut, kALog, kDtBias, kInit, kFinal, kCu,
+  kStateIndices, kFinalStateIndices, kZeroStart, kCheckpoints, kCheckpointOffsets, kNumArgs
+};
 
 // ---- errors ------------------------------------------------------------------------
 
@@ -131,6 +137,8 @@ flash_kda::DType to_dtype(nb::dlpack::dtype dt, bool uint16_is_bf16) {
     if (dt.bits == 32) return flash_kda::DType::kFloat32;
     if (dt.bits == 64) return flash_kda::DType::kFloat64;
   }
+  if (code == Code::Bool && dt.bits == 8) return flash_kda::DType::kBool;
+  if (code == Code::UInt && dt.bits == 8) return flash_kda::DType::kUInt8;
   if (code == Code::Int) {
     if (dt.bits == 32) return flash_kda::DType::kInt32;
     if (dt.bits == 64) return flash_kda::DType::kInt64;
@@ -310,11 +318,14 @@ uint32_t bf16_mask(const std::vector<std::string>& names) {
 #define FLASH_KDA_TENSOR_ARGS                                                              \
   nb::handle q, nb::handle k, nb::handle v, nb::handle g, nb::handle beta, double scale,   \
       nb::handle out, nb::handle A_log, nb::handle dt_bias, double lower_bound,            \
-      nb::handle initial_state, nb::handle final_state, nb::handle cu_seqlens
+      nb::handle initial_state, nb::handle final_state, nb::handle cu_seqlens,             \
+      nb::handle state_indices, nb::handle final_state_indices, nb::handle zero_start,     \
+      nb::handle checkpoints, nb::handle checkpoint_offsets, int64_t checkpoint_interval
 
 #define FLASH_KDA_PASS_ARGS                                                                \
   q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, initial_state, final_state,   \
-      cu_seqlens
+      cu_seqlens, state_indices, final_state_indices, zero_start, checkpoints,             \
+      checkpoint_offsets, checkpoint_interval
 
 flash_kda::FwdParams make_params(FLASH_KDA_TENSOR_ARGS, const std::vector<std::string>& bf16,
                                  int gate_mode, Holder& hold) {
@@ -337,6 +348,12 @@ flash_kda::FwdParams make_params(FLASH_KDA_TENSOR_ARGS, const std::vector<std::s
   p.initial_state = conv(initial_state, kInit);
   p.final_state = conv(final_state, kFinal);
   p.cu_seqlens = conv(cu_seqlens, kCu);
+  p.state_indices = conv(state_indices, kStateIndices);
+  p.final_state_indices = conv(final_state_indices, kFinalStateIndices);
+  p.zero_start = conv(zero_start, kZeroStart);
+  p.checkpoints = conv(checkpoints, kCheckpoints);
+  p.checkpoint_offsets = conv(checkpoint_offsets, kCheckpointOffsets);
+  p.checkpoint_interval = checkpoint_interval;
   return p;
 }
 
@@ -460,7 +477,10 @@ bool has_exchange_api(nb::handle type) {
   "q"_a.none(), "k"_a.none(), "v"_a.none(), "g"_a.none(), "beta"_a.none(), "scale"_a,      \
       "out"_a.none(), "A_log"_a.none(), "dt_bias"_a.none(), "lower_bound"_a,               \
       "initial_state"_a.none() = nb::none(), "final_state"_a.none() = nb::none(),          \
-      "cu_seqlens"_a.none() = nb::none()
+      "cu_seqlens"_a.none() = nb::none(), "state_indices"_a.none() = nb::none(),            \
+      "final_state_indices"_a.none() = nb::none(), "zero_start"_a.none() = nb::none(),     \
+      "checkpoints"_a.none() = nb::none(), "checkpoint_offsets"_a.none() = nb::none(),     \
+      "checkpoint_interval"_a = 0
 
 NB_MODULE(_C, m) {
   m.doc() =
@@ -472,6 +492,9 @@ NB_MODULE(_C, m) {
   m.attr("max_lower_bound") = flash_kda::kMaxLowerBound;
   m.attr("status_ok") = flash_kda::kStatusOk;
   m.attr("status_bad_cu_seqlens") = flash_kda::kStatusBadCuSeqlens;
+  m.attr("status_bad_state_indices") = flash_kda::kStatusBadStateIndices;
+  m.attr("status_bad_checkpoint_offsets") = flash_kda::kStatusBadCheckpointOffsets;
+  m.attr("checkpoint_granule") = flash_kda::kCheckpointGranule;
 #ifdef FLASH_KDA_PY_WITH_CUDA
   m.attr("built_with_cuda") = true;
 #else

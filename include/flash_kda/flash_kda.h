@@ -45,7 +45,7 @@ const char* gate_mode_name(GateMode mode);
 // The float64 reference does not clamp.
 inline constexpr double kMinTokenLogDecay = -10.0;
 
-enum class DType : int { kBFloat16, kFloat16, kFloat32, kFloat64, kInt32, kInt64, kOther };
+enum class DType : int { kBFloat16, kFloat16, kFloat32, kFloat64, kInt32, kInt64, kOther, kUInt8, kBool };
 enum class DeviceType : int { kCPU, kCUDA };
 
 const char* dtype_name(DType dtype);
@@ -88,8 +88,31 @@ struct FwdParams {
   GateMode gate_mode = GateMode::kLowerBound;
   TensorRef initial_state;     // optional, bf16 or fp32 [N, H, V, K]
   TensorRef final_state;       // optional, bf16 or fp32 [N, H, V, K], written
-  TensorRef cu_seqlens;        // optional, int64 [N + 1]; then B == 1
+  TensorRef cu_seqlens;        // optional, int64 or int32 [N + 1]; then B == 1
+
+  // Serving engines (docs/kda.md, "State pools and checkpoints"). All optional.
+  // With state_indices (int32/int64 [N]) the states are pools [P, H, V, K]:
+  // sequence n reads slot state_indices[n] and writes its final state to
+  // final_state_indices[n] if given, else to the same slot. A negative
+  // state_indices[n] marks padding: nothing read or written, out rows zeroed.
+  // A negative final_state_indices[n] skips that sequence's final-state write.
+  // Non-negative indices must be distinct (and < P). zero_start (bool/uint8
+  // [N]): nonzero = start from a zero state instead of reading the slot.
+  TensorRef state_indices;
+  TensorRef final_state_indices;
+  TensorRef zero_start;
+  // checkpoints (bf16/fp32 [C, H, V, K], written): sequence n's state after
+  // tokens i * checkpoint_interval (i = 1 .. floor(len_n / interval)) goes to
+  // row checkpoint_offsets[n] + i - 1; checkpoint_offsets is int32/int64
+  // [N + 1] with offsets[n + 1] - offsets[n] == floor(len_n / interval).
+  // checkpoint_interval: 0 (off) or a positive multiple of kCheckpointGranule.
+  TensorRef checkpoints;
+  TensorRef checkpoint_offsets;
+  int64_t checkpoint_interval = 0;
 };
+
+// checkpoint_interval must be a multiple of this (the kernels' chunk).
+inline constexpr int64_t kCheckpointGranule = 16;
 
 // Which argument-level check failed. Bindings map kType to TypeError,
 // kValue to ValueError and the rest to RuntimeError.
@@ -134,12 +157,21 @@ void fwd(const FwdParams& params, void* workspace, size_t workspace_bytes,
          cudaStream_t stream = nullptr);
 
 // Status word the CUDA backend leaves at the start of the workspace (varlen
-// calls): kStatusOk, or kStatusBadCuSeqlens when the device copy of
-// cu_seqlens was not 0-based, non-decreasing and ending at T. That cannot be
+// calls, and calls with state indices or checkpoints): kStatusOk, or
+// kStatusBadCuSeqlens when the device copy of cu_seqlens was not 0-based, non-decreasing and ending at T. That cannot be
 // raised without a host sync, so instead nothing is computed and `out` and
 // `final_state` are filled with NaN: never a plausible-looking result.
 inline constexpr int32_t kStatusOk = 0;
 inline constexpr int32_t kStatusBadCuSeqlens = 1;
+// Further bits of the status word (it is a bit mask): state_indices /
+// final_state_indices with an entry >= P (the pool's slot count) or a duplicate
+// non-negative entry (or, with final_state the very same tensor as
+// initial_state, a slot written by one sequence and read by another); and
+// checkpoint_offsets not matching the sequence lengths. Then too nothing is
+// computed, `out` and `checkpoints` are NaN-filled and no state slot is
+// written (final_state is NaN-filled only when it is not a pool).
+inline constexpr int32_t kStatusBadStateIndices = 2;
+inline constexpr int32_t kStatusBadCheckpointOffsets = 4;
 
 // The float64 token-by-token recurrence of docs/kda.md on host tensors: the
 // oracle every test compares against. Same arguments as `fwd`, except that

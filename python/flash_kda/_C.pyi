@@ -7,25 +7,37 @@ min_lower_bound: Final[float]
 max_lower_bound: Final[float]
 status_ok: Final[int]
 status_bad_cu_seqlens: Final[int]
+status_bad_state_indices: Final[int]
+status_bad_checkpoint_offsets: Final[int]
+checkpoint_granule: Final[int]
 built_with_cuda: Final[bool]
 
 def fwd(
     q: Any, k: Any, v: Any, g: Any, beta: Any, scale: float, out: Any, A_log: Any,
     dt_bias: Any, lower_bound: float, initial_state: Optional[Any] = None,
-    final_state: Optional[Any] = None, cu_seqlens: Optional[Any] = None, *,
+    final_state: Optional[Any] = None, cu_seqlens: Optional[Any] = None,
+    state_indices: Optional[Any] = None, final_state_indices: Optional[Any] = None,
+    zero_start: Optional[Any] = None, checkpoints: Optional[Any] = None,
+    checkpoint_offsets: Optional[Any] = None, checkpoint_interval: int = 0, *,
     stream: Optional[int] = None, workspace: Union[None, Any, Callable[[int], Any]] = None,
     bf16: Sequence[str] = (), gate_mode: int = 0,
 ) -> None: ...
 def workspace_size(
     q: Any, k: Any, v: Any, g: Any, beta: Any, scale: float, out: Any, A_log: Any,
     dt_bias: Any, lower_bound: float, initial_state: Optional[Any] = None,
-    final_state: Optional[Any] = None, cu_seqlens: Optional[Any] = None, *,
+    final_state: Optional[Any] = None, cu_seqlens: Optional[Any] = None,
+    state_indices: Optional[Any] = None, final_state_indices: Optional[Any] = None,
+    zero_start: Optional[Any] = None, checkpoints: Optional[Any] = None,
+    checkpoint_offsets: Optional[Any] = None, checkpoint_interval: int = 0, *,
     bf16: Sequence[str] = (), gate_mode: int = 0,
 ) -> int: ...
 def reference_fwd(
     q: Any, k: Any, v: Any, g: Any, beta: Any, scale: float, out: Any, A_log: Any,
     dt_bias: Any, lower_bound: float, initial_state: Optional[Any] = None,
-    final_state: Optional[Any] = None, cu_seqlens: Optional[Any] = None, *,
+    final_state: Optional[Any] = None, cu_seqlens: Optional[Any] = None,
+    state_indices: Optional[Any] = None, final_state_indices: Optional[Any] = None,
+    zero_start: Optional[Any] = None, checkpoints: Optional[Any] = None,
+    checkpoint_offsets: Optional[Any] = None, checkpoint_interval: int = 0, *,
     bf16: Sequence[str] = (), gate_mode: int = 0,
 ) -> None: ...
 def cuda_backend_available(device_id: int = 0) -> bool: ...

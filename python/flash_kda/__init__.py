@@ -28,6 +28,7 @@ sequence, head and token ``t`` (``S`` is the ``V x K`` state)::
 
 from __future__ import annotations
 
+import operator as _operator
 import sys as _sys
 
 from . import _C
@@ -60,9 +61,9 @@ HEAD_DIM: int = _C.head_dim
 
 _ARGS_DOC = """
     Shapes use ``B`` batch, ``T`` tokens per row, ``H`` heads, ``K`` = ``V`` =
-    128 head sizes, ``N`` sequences. Every tensor must be contiguous
-    (row-major) and all must live on the same device as ``q``; nothing is
-    copied or converted.
+    128 head sizes, ``N`` sequences. Every tensor but ``beta`` must be
+    contiguous (row-major) and all must live on the same device as ``q``;
+    nothing is copied or converted.
 
     Args:
         q: bf16 ``[B, T, H, K]`` queries (L2-normalised inside).
@@ -91,7 +92,8 @@ _ARGS_DOC = """
             packs ``N`` sequences: sequence ``i`` is tokens
             ``cu_seqlens[i] .. cu_seqlens[i + 1]`` (0-based, non-decreasing,
             ending at ``T``). Without it each of the ``B`` rows is a sequence
-            (``N == B``). Must be on the same device as ``q``.
+            (``N == B``). Must be on the same device as ``q``. int32 is
+            accepted too.
         gate: keyword only. ``"lower_bound"`` (FlashKDA's, the default when
             ``lower_bound`` is given), ``"softplus"`` (the default when it is
             None) or ``"precomputed"`` (``g`` is the log decay, as in
@@ -100,6 +102,36 @@ _ARGS_DOC = """
             CUDA and CPU kernels clamp one token's log decay at -10 (what
             survives, ``exp(-10) = 4.5e-5`` of the old state, is below bf16
             resolution; see docs/numerics.md).
+
+    Keyword-only, for serving engines (see "State pools and checkpoints"
+    in the README and docs/kda.md):
+
+        state_indices: int32 / int64 ``[N]`` or None. With it
+            ``initial_state`` / ``final_state`` are pools ``[P, H, V, K]``
+            (any ``P``): sequence ``n`` reads slot ``state_indices[n]`` and
+            writes its final state to the same slot (in place when both are
+            the very same tensor). A negative entry marks padding: nothing is
+            read or written for that sequence and its ``out`` rows are zeroed.
+            Non-negative entries must be distinct and ``< P``. Slots not
+            named keep their bits.
+        final_state_indices: int32 / int64 ``[N]`` or None (needs
+            ``state_indices``): write the final state of sequence ``n`` to
+            slot ``final_state_indices[n]`` instead (negative: not written).
+            With ``final_state`` the very same tensor as ``initial_state``, a
+            slot written by one sequence must not be read by another.
+        zero_start: bool / uint8 ``[N]`` or None: true = sequence ``n``
+            starts from a zero state (a new request) instead of its slot.
+        checkpoints: bf16 / fp32 ``[C, H, V, K]`` or None, written: the
+            state of sequence ``n`` after its tokens ``i * checkpoint_interval``
+            (``i = 1 .. len_n // checkpoint_interval``, a checkpoint at the very
+            end included) goes to row ``checkpoint_offsets[n] + i - 1``.
+        checkpoint_offsets: int32 / int64 ``[N + 1]``, with
+            ``checkpoint_offsets[n + 1] - checkpoint_offsets[n] ==
+            len_n // checkpoint_interval`` and ``checkpoint_offsets[N] <= C``.
+        checkpoint_interval: 0 (no checkpoints) or a positive multiple of 16.
+
+    ``beta`` may have any non-negative strides (for example a slice of a
+    wider projection); every other tensor must be contiguous.
 
     Tensors may come from any framework that supports DLPack: PyTorch,
     NumPy (bfloat16 as ``ml_dtypes.bfloat16``), CuPy, JAX (inputs only: JAX
@@ -163,6 +195,17 @@ def _gate_mode(gate, lower_bound):
         err.argument = "lower_bound"  # type: ignore[attr-defined]
         raise err
     return mode, 0.0
+
+
+def _integer(x: object, name: str) -> int:
+    if type(x) is int:
+        return x  # type: ignore[return-value]
+    try:
+        return _operator.index(x)  # type: ignore[arg-type]
+    except TypeError:
+        err = TypeError(f"{name}: expected an integer, got {type(x).__name__}")
+        err.argument = name  # type: ignore[attr-defined]
+        raise err from None
 
 
 _torch_allocators: dict = {}
@@ -238,15 +281,25 @@ def fwd(
     final_state=None,
     cu_seqlens=None,
     *,
+    state_indices=None,
+    final_state_indices=None,
+    zero_start=None,
+    checkpoints=None,
+    checkpoint_offsets=None,
+    checkpoint_interval=0,
     gate=None,
 ):
     if _compiling():
         return _torch_fwd_op(q, k, v, g, beta, float(scale), out, A_log, dt_bias,
                              None if lower_bound is None else float(lower_bound),
-                             initial_state, final_state, cu_seqlens, gate)
-    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens]
+                             initial_state, final_state, cu_seqlens,
+                             state_indices, final_state_indices, zero_start, checkpoints,
+                             checkpoint_offsets, int(checkpoint_interval), gate)
+    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens,
+               state_indices, final_state_indices, zero_start, checkpoints, checkpoint_offsets]
     bf16 = _prepare(tensors)
-    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors
+    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors[:11]
+    serving = (*tensors[11:], _integer(checkpoint_interval, "checkpoint_interval"))
     scale = _scalar(scale, "scale")
     mode, lower_bound = _gate_mode(gate, lower_bound)
 
@@ -263,7 +316,7 @@ def fwd(
             # exchange API and takes the current stream and the workspace
             # (caching allocator) from the same table.
             _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                   initial_state, final_state, cu_seqlens, bf16=bf16, gate_mode=mode)
+                   initial_state, final_state, cu_seqlens, *serving, bf16=bf16, gate_mode=mode)
             return None
         device = q.device
         if device.type == "cuda":
@@ -274,12 +327,12 @@ def fwd(
                 with torch.cuda.device(device):
                     stream = torch.cuda.current_stream(device).cuda_stream
                     _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                           initial_state, final_state, cu_seqlens, stream=stream,
+                           initial_state, final_state, cu_seqlens, *serving, stream=stream,
                            workspace=_torch_allocator(device), bf16=bf16, gate_mode=mode)
                 return None
             stream = torch.cuda.current_stream(device).cuda_stream
             _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                   initial_state, final_state, cu_seqlens, stream=stream,
+                   initial_state, final_state, cu_seqlens, *serving, stream=stream,
                    workspace=_torch_allocator(device), bf16=bf16, gate_mode=mode)
             return None
     elif fw == _CUPY:
@@ -287,20 +340,20 @@ def fwd(
         with cupy.cuda.Device(q.device.id):
             stream = cupy.cuda.get_current_stream().ptr
             _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                   initial_state, final_state, cu_seqlens, stream=stream,
+                   initial_state, final_state, cu_seqlens, *serving, stream=stream,
                    workspace=_cupy_allocate, bf16=bf16, gate_mode=mode)
         return None
     elif fw != _NUMPY:
         dev_type, dev_id = _dlpack_device(q)
         if dev_type in _CUDA_DEVICE_TYPES:
             _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                   initial_state, final_state, cu_seqlens, stream=0,
+                   initial_state, final_state, cu_seqlens, *serving, stream=0,
                    workspace=_generic_cuda_allocator(dev_id), bf16=bf16, gate_mode=mode)
             return None
 
     # Host tensors: the CPU backend (needs no stream and no workspace).
     _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-           initial_state, final_state, cu_seqlens, bf16=bf16, gate_mode=mode)
+           initial_state, final_state, cu_seqlens, *serving, bf16=bf16, gate_mode=mode)
     return None
 
 
@@ -320,6 +373,10 @@ fwd.__doc__ = (
     not synchronise the host; with CUDA ``cu_seqlens`` its contents are
     checked on the device (no sync), and a bad one computes nothing and fills
     ``out`` and ``final_state`` with NaN, never a plausible-looking result.
+    CUDA ``state_indices`` / ``final_state_indices`` (out of range or
+    duplicated) and ``checkpoint_offsets`` are checked the same way: when bad,
+    ``out`` and ``checkpoints`` are NaN-filled and no pool slot is written.
+    Host tensors are checked directly (ValueError).
 """
     + _ARGS_DOC
     + """
@@ -348,15 +405,23 @@ def reference_fwd(
     final_state=None,
     cu_seqlens=None,
     *,
+    state_indices=None,
+    final_state_indices=None,
+    zero_start=None,
+    checkpoints=None,
+    checkpoint_offsets=None,
+    checkpoint_interval=0,
     gate=None,
 ):
-    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens]
+    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens,
+               state_indices, final_state_indices, zero_start, checkpoints, checkpoint_offsets]
     bf16 = _prepare(tensors)
-    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors
+    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors[:11]
+    serving = (*tensors[11:], _integer(checkpoint_interval, "checkpoint_interval"))
     mode, lower_bound = _gate_mode(gate, lower_bound)
     _C.reference_fwd(q, k, v, g, beta, _scalar(scale, "scale"), out, A_log, dt_bias,
                      lower_bound, initial_state, final_state,
-                     cu_seqlens, bf16=bf16, gate_mode=mode)
+                     cu_seqlens, *serving, bf16=bf16, gate_mode=mode)
 
 
 reference_fwd.__doc__ = (
@@ -389,15 +454,23 @@ def workspace_size(
     final_state=None,
     cu_seqlens=None,
     *,
+    state_indices=None,
+    final_state_indices=None,
+    zero_start=None,
+    checkpoints=None,
+    checkpoint_offsets=None,
+    checkpoint_interval=0,
     gate=None,
 ) -> int:
-    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens]
+    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens,
+               state_indices, final_state_indices, zero_start, checkpoints, checkpoint_offsets]
     bf16 = _prepare(tensors)
-    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors
+    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors[:11]
+    serving = (*tensors[11:], _integer(checkpoint_interval, "checkpoint_interval"))
     mode, lower_bound = _gate_mode(gate, lower_bound)
     return _C.workspace_size(q, k, v, g, beta, _scalar(scale, "scale"), out, A_log, dt_bias,
                              lower_bound, initial_state, final_state,
-                             cu_seqlens, bf16=bf16, gate_mode=mode)
+                             cu_seqlens, *serving, bf16=bf16, gate_mode=mode)
 
 
 workspace_size.__doc__ = (

@@ -23,6 +23,12 @@ def fwd(
     final_state: Optional[Tensor] = None,
     cu_seqlens: Optional[Tensor] = None,
     *,
+    state_indices: Optional[Tensor] = None,
+    final_state_indices: Optional[Tensor] = None,
+    zero_start: Optional[Tensor] = None,
+    checkpoints: Optional[Tensor] = None,
+    checkpoint_offsets: Optional[Tensor] = None,
+    checkpoint_interval: int = 0,
     gate: Optional[Literal["lower_bound", "softplus", "precomputed"]] = None,
 ) -> None: ...
 def reference_fwd(
@@ -40,6 +46,12 @@ def reference_fwd(
     final_state: Optional[Tensor] = None,
     cu_seqlens: Optional[Tensor] = None,
     *,
+    state_indices: Optional[Tensor] = None,
+    final_state_indices: Optional[Tensor] = None,
+    zero_start: Optional[Tensor] = None,
+    checkpoints: Optional[Tensor] = None,
+    checkpoint_offsets: Optional[Tensor] = None,
+    checkpoint_interval: int = 0,
     gate: Optional[Literal["lower_bound", "softplus", "precomputed"]] = None,
 ) -> None: ...
 def workspace_size(
@@ -57,6 +69,12 @@ def workspace_size(
     final_state: Optional[Tensor] = None,
     cu_seqlens: Optional[Tensor] = None,
     *,
+    state_indices: Optional[Tensor] = None,
+    final_state_indices: Optional[Tensor] = None,
+    zero_start: Optional[Tensor] = None,
+    checkpoints: Optional[Tensor] = None,
+    checkpoint_offsets: Optional[Tensor] = None,
+    checkpoint_interval: int = 0,
     gate: Optional[Literal["lower_bound", "softplus", "precomputed"]] = None,
 ) -> int: ...
 def cuda_available(device_id: int = 0) -> bool: ...

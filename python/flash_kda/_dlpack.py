@@ -31,6 +31,11 @@ TENSOR_NAMES = (
     "initial_state",
     "final_state",
     "cu_seqlens",
+    "state_indices",
+    "final_state_indices",
+    "zero_start",
+    "checkpoints",
+    "checkpoint_offsets",
 )
 
 OTHER = 0

@@ -1,7 +1,7 @@
 """``flash_kda.fwd`` as the PyTorch custom op ``torch.ops.flash_kda.fwd``.
 
 Internal to :mod:`flash_kda`; imported only when PyTorch is loaded (PyTorch
-stays optional). The op mutates ``out`` and ``final_state`` and returns
+stays optional). The op mutates ``out``, ``final_state`` and ``checkpoints`` and returns
 nothing; its fake (meta) implementation does nothing, which is all
 ``torch.compile`` needs to trace a call without a graph break. At run time the
 op calls the ordinary eager ``flash_kda.fwd`` (current stream, workspace from
@@ -24,7 +24,7 @@ def register(eager_fwd: Callable[..., None]):
     if existing is not None and getattr(existing, "_flash_kda_registered", False):
         return existing
 
-    @torch.library.custom_op("flash_kda::fwd", mutates_args=("out", "final_state"))
+    @torch.library.custom_op("flash_kda::fwd", mutates_args=("out", "final_state", "checkpoints"))
     def fwd_op(
         q: Tensor,
         k: Tensor,
@@ -39,14 +39,25 @@ def register(eager_fwd: Callable[..., None]):
         initial_state: Optional[Tensor],
         final_state: Optional[Tensor],
         cu_seqlens: Optional[Tensor],
+        state_indices: Optional[Tensor] = None,
+        final_state_indices: Optional[Tensor] = None,
+        zero_start: Optional[Tensor] = None,
+        checkpoints: Optional[Tensor] = None,
+        checkpoint_offsets: Optional[Tensor] = None,
+        checkpoint_interval: int = 0,
         gate: Optional[str] = None,
     ) -> None:
         eager_fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                  initial_state, final_state, cu_seqlens, gate=gate)
+                  initial_state, final_state, cu_seqlens, state_indices=state_indices,
+                  final_state_indices=final_state_indices, zero_start=zero_start,
+                  checkpoints=checkpoints, checkpoint_offsets=checkpoint_offsets,
+                  checkpoint_interval=checkpoint_interval, gate=gate)
 
     @fwd_op.register_fake
     def _(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-          initial_state, final_state, cu_seqlens, gate=None) -> None:
+          initial_state, final_state, cu_seqlens, state_indices=None,
+          final_state_indices=None, zero_start=None, checkpoints=None,
+          checkpoint_offsets=None, checkpoint_interval=0, gate=None) -> None:
         return None
 
     op = torch.ops.flash_kda.fwd

@@ -10,6 +10,8 @@ const char* dtype_name(DType dtype) {
     case DType::kFloat64: return "float64";
     case DType::kInt32: return "int32";
     case DType::kInt64: return "int64";
+    case DType::kUInt8: return "uint8";
+    case DType::kBool: return "bool";
     default: return "an unsupported dtype";
   }
 }
@@ -25,6 +27,8 @@ const char* gate_mode_name(GateMode mode) {
 
 size_t dtype_size(DType dtype) {
   switch (dtype) {
+    case DType::kUInt8:
+    case DType::kBool: return 1;
     case DType::kBFloat16:
     case DType::kFloat16: return 2;
     case DType::kFloat32:

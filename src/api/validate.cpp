@@ -1,9 +1,12 @@
 #include "api/validate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <sstream>
 #include <vector>
+
+#include "cpu/bf16.h"
 
 namespace flash_kda::detail {
 namespace {
@@ -70,6 +73,8 @@ void require_shape(const TensorRef& t, const char* name, std::initializer_list<i
              shape_string(t));
 }
 
+void require_pointer(const TensorRef& t, const char* name, size_t alignment);
+
 void require_layout(const TensorRef& t, const char* name, size_t alignment) {
   for (int i = 0; i < t.ndim; ++i)
     if (t.shape[i] < 0)
@@ -78,6 +83,10 @@ void require_layout(const TensorRef& t, const char* name, size_t alignment) {
     fail(ErrorKind::kValue, name,
          std::string(name) + ": expected a contiguous (row-major) tensor, got strides that are not; "
                              "call .contiguous() first");
+  require_pointer(t, name, alignment);
+}
+
+void require_pointer(const TensorRef& t, const char* name, size_t alignment) {
   if (t.numel() > 0 && t.data == nullptr)
     fail(ErrorKind::kValue, name, std::string(name) + ": data pointer is null");
   if (t.numel() > 0 && reinterpret_cast<uintptr_t>(t.data) % alignment != 0)
@@ -91,6 +100,37 @@ void require_layout(const TensorRef& t, const char* name, size_t alignment) {
              }());
 }
 
+// Like require_layout, for tensors read element by element through their
+// strides (beta): any non-negative strides.
+void require_strided_layout(const TensorRef& t, const char* name, size_t alignment) {
+  for (int i = 0; i < t.ndim; ++i) {
+    if (t.shape[i] < 0)
+      fail(ErrorKind::kValue, name, std::string(name) + ": negative size in shape " + shape_string(t));
+    if (t.shape[i] > 1 && t.strides[i] < 0)
+      fail(ErrorKind::kValue, name,
+           std::string(name) + ": expected non-negative strides, got stride " +
+               std::to_string(t.strides[i]) + " in dimension " + std::to_string(i));
+  }
+  require_pointer(t, name, alignment);
+}
+
+// Elements from the first to one past the last addressed by `t`.
+int64_t span_elements(const TensorRef& t) {
+  if (t.numel() == 0) return 0;
+  int64_t last = 0;
+  for (int i = 0; i < t.ndim; ++i)
+    if (t.shape[i] > 1) last += (t.shape[i] - 1) * t.strides[i];
+  return last + 1;
+}
+
+// A 1-D index tensor of N entries (or N + 1 for offsets).
+void require_index_tensor(const TensorRef& t, const char* name, int64_t count, const char* what) {
+  require_dtype(t, name, {DType::kInt32, DType::kInt64});
+  require_rank(t, name, 1);
+  require_shape(t, name, {count}, what);
+  require_layout(t, name, dtype_size(t.dtype));
+}
+
 struct NamedRef {
   const TensorRef* ref;
   const char* name;
@@ -101,8 +141,8 @@ bool overlaps(const TensorRef& a, const TensorRef& b) {
   if (a.device != b.device || a.device_id != b.device_id) return false;
   auto lo_a = reinterpret_cast<uintptr_t>(a.data);
   auto lo_b = reinterpret_cast<uintptr_t>(b.data);
-  auto hi_a = lo_a + static_cast<uintptr_t>(a.numel()) * dtype_size(a.dtype);
-  auto hi_b = lo_b + static_cast<uintptr_t>(b.numel()) * dtype_size(b.dtype);
+  auto hi_a = lo_a + static_cast<uintptr_t>(span_elements(a)) * dtype_size(a.dtype);
+  auto hi_b = lo_b + static_cast<uintptr_t>(span_elements(b)) * dtype_size(b.dtype);
   return lo_a < hi_b && lo_b < hi_a;
 }
 
@@ -112,22 +152,167 @@ void fail(ErrorKind kind, const std::string& argument, const std::string& messag
   throw Error(kind, argument, message);
 }
 
-void validate_cu_seqlens_contents(const int64_t* cu, int64_t count, int64_t total_tokens) {
+void validate_cu_seqlens_contents(const TensorRef& cu_seqlens, int64_t total_tokens) {
+  const int64_t count = cu_seqlens.shape[0];
   if (count < 2) return;  // rank/size errors are reported by validate()
-  if (cu[0] != 0)
+  auto cu = [&](int64_t i) { return cpu::load_index(cu_seqlens, i); };
+  if (cu(0) != 0)
     fail(ErrorKind::kValue, "cu_seqlens",
-         "cu_seqlens: expected cu_seqlens[0] == 0, got " + std::to_string(cu[0]));
+         "cu_seqlens: expected cu_seqlens[0] == 0, got " + std::to_string(cu(0)));
   for (int64_t i = 1; i < count; ++i)
-    if (cu[i] < cu[i - 1])
+    if (cu(i) < cu(i - 1))
       fail(ErrorKind::kValue, "cu_seqlens",
            "cu_seqlens: expected non-decreasing offsets, got cu_seqlens[" + std::to_string(i) +
-               "] = " + std::to_string(cu[i]) + " < cu_seqlens[" + std::to_string(i - 1) +
-               "] = " + std::to_string(cu[i - 1]));
-  if (cu[count - 1] != total_tokens)
+               "] = " + std::to_string(cu(i)) + " < cu_seqlens[" + std::to_string(i - 1) +
+               "] = " + std::to_string(cu(i - 1)));
+  if (cu(count - 1) != total_tokens)
     fail(ErrorKind::kValue, "cu_seqlens",
          "cu_seqlens: expected the last entry to equal the total number of tokens T = " +
-             std::to_string(total_tokens) + ", got " + std::to_string(cu[count - 1]));
+             std::to_string(total_tokens) + ", got " + std::to_string(cu(count - 1)));
 }
+
+int64_t host_sequence_length(const FwdParams& p, const FwdShape& shape, int64_t n) {
+  if (!shape.varlen) return shape.tokens;
+  return cpu::load_index(p.cu_seqlens, n + 1) - cpu::load_index(p.cu_seqlens, n);
+}
+
+namespace {
+
+// Non-negative entries of a host index tensor must be < bound and distinct.
+// Returns them sorted.
+std::vector<int64_t> check_slots(const TensorRef& t, const char* name, int64_t bound,
+                                 const char* pool) {
+  std::vector<std::pair<int64_t, int64_t>> used;  // (slot, n)
+  for (int64_t n = 0; n < t.shape[0]; ++n) {
+    const int64_t slot = cpu::load_index(t, n);
+    if (slot < 0) continue;
+    if (slot >= bound)
+      fail(ErrorKind::kValue, name,
+           std::string(name) + ": expected slots in [0, " + std::to_string(bound) + ") (" + pool +
+               " has " + std::to_string(bound) + " slots) or negative (padding), got " + name + "[" +
+               std::to_string(n) + "] = " + std::to_string(slot));
+    used.emplace_back(slot, n);
+  }
+  std::sort(used.begin(), used.end());
+  for (size_t i = 1; i < used.size(); ++i)
+    if (used[i].first == used[i - 1].first)
+      fail(ErrorKind::kValue, name,
+           std::string(name) + ": expected distinct slots, got slot " + std::to_string(used[i].first) +
+               " at " + name + "[" + std::to_string(used[i - 1].second) + "] and " + name + "[" +
+               std::to_string(used[i].second) + "]");
+  std::vector<int64_t> slots;
+  for (auto& u : used) slots.push_back(u.first);
+  return slots;
+}
+
+}  // namespace
+
+void validate_serving_contents(const FwdParams& p, const FwdShape& shape) {
+  const int64_t N = shape.num_sequences;
+  if (p.state_indices.present()) {
+    // state_indices bounds: the pool it reads and, without final_state_indices, the one it writes.
+    int64_t bound = p.initial_state.present() ? p.initial_state.shape[0] : p.final_state.shape[0];
+    const char* pool = p.initial_state.present() ? "initial_state" : "final_state";
+    if (!p.final_state_indices.present() && p.final_state.present() && p.final_state.shape[0] < bound) {
+      bound = p.final_state.shape[0];
+      pool = "final_state";
+    }
+    const std::vector<int64_t> read = check_slots(p.state_indices, "state_indices", bound, pool);
+    if (p.final_state_indices.present()) {
+      check_slots(p.final_state_indices, "final_state_indices", p.final_state.shape[0], "final_state");
+      // In place with separate slots: a slot one sequence writes must not be
+      // one another sequence reads (the CTAs run concurrently).
+      if (p.initial_state.present() && p.final_state.data == p.initial_state.data) {
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t w = cpu::load_index(p.final_state_indices, n);
+          const int64_t r = cpu::load_index(p.state_indices, n);
+          if (w < 0 || r < 0 || w == r) continue;
+          if (std::binary_search(read.begin(), read.end(), w))
+            fail(ErrorKind::kValue, "final_state_indices",
+                 "final_state_indices: final_state_indices[" + std::to_string(n) + "] = " +
+                     std::to_string(w) + " is a slot another sequence reads (state_indices); with "
+                     "final_state the very same tensor as initial_state that is a race");
+        }
+      }
+    }
+  }
+  if (p.checkpoint_offsets.present()) {
+    const TensorRef& o = p.checkpoint_offsets;
+    const int64_t rows = p.checkpoints.shape[0];
+    if (cpu::load_index(o, 0) < 0)
+      fail(ErrorKind::kValue, "checkpoint_offsets",
+           "checkpoint_offsets: expected checkpoint_offsets[0] >= 0, got " +
+               std::to_string(cpu::load_index(o, 0)));
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t want = host_sequence_length(p, shape, n) / p.checkpoint_interval;
+      const int64_t got = cpu::load_index(o, n + 1) - cpu::load_index(o, n);
+      if (got != want)
+        fail(ErrorKind::kValue, "checkpoint_offsets",
+             "checkpoint_offsets: sequence " + std::to_string(n) + " has " +
+                 std::to_string(host_sequence_length(p, shape, n)) + " tokens, so expected " +
+                 "checkpoint_offsets[" + std::to_string(n + 1) + "] - checkpoint_offsets[" +
+                 std::to_string(n) + "] == floor(length / checkpoint_interval) = " +
+                 std::to_string(want) + ", got " + std::to_string(got));
+    }
+    if (cpu::load_index(o, N) > rows)
+      fail(ErrorKind::kValue, "checkpoint_offsets",
+           "checkpoint_offsets: expected checkpoint_offsets[N] <= checkpoints.shape[0] = " +
+               std::to_string(rows) + ", got " + std::to_string(cpu::load_index(o, N)));
+  }
+}
+
+namespace {
+
+// Shapes, dtypes and combinations of the serving arguments (state pools,
+// checkpoints); their contents are checked by validate_serving_contents.
+void validate_serving_arguments(const FwdParams& p, int64_t N, int64_t H, const ValidatePolicy& policy) {
+  if (p.state_indices.present()) {
+    require_index_tensor(p.state_indices, "state_indices", N, "[N], one slot per sequence");
+    if (!p.initial_state.present() && !p.final_state.present())
+      fail(ErrorKind::kValue, "state_indices",
+           "state_indices: given without initial_state or final_state (there is no pool to index)");
+  }
+  if (p.final_state_indices.present()) {
+    if (!p.state_indices.present())
+      fail(ErrorKind::kValue, "final_state_indices",
+           "final_state_indices: requires state_indices (it only redirects the pool's writes)");
+    if (!p.final_state.present())
+      fail(ErrorKind::kValue, "final_state_indices",
+           "final_state_indices: given without final_state (there is no pool to write)");
+    require_index_tensor(p.final_state_indices, "final_state_indices", N, "[N], one slot per sequence");
+  }
+  if (p.zero_start.present()) {
+    require_dtype(p.zero_start, "zero_start", {DType::kBool, DType::kUInt8});
+    require_rank(p.zero_start, "zero_start", 1);
+    require_shape(p.zero_start, "zero_start", {N}, "[N], one flag per sequence");
+    require_layout(p.zero_start, "zero_start", 1);
+  }
+  const bool any_checkpoint =
+      p.checkpoints.present() || p.checkpoint_offsets.present() || p.checkpoint_interval != 0;
+  if (!any_checkpoint) return;
+  if (p.checkpoint_interval <= 0 || p.checkpoint_interval % kCheckpointGranule != 0)
+    fail(ErrorKind::kValue, "checkpoint_interval",
+         "checkpoint_interval: expected a positive multiple of " + std::to_string(kCheckpointGranule) +
+             " (with checkpoints), got " + std::to_string(p.checkpoint_interval));
+  if (!p.checkpoints.present())
+    fail(ErrorKind::kValue, "checkpoints",
+         "checkpoints: required tensor is missing (got None) while checkpoint_interval or "
+         "checkpoint_offsets is given");
+  if (!p.checkpoint_offsets.present())
+    fail(ErrorKind::kValue, "checkpoint_offsets",
+         "checkpoint_offsets: required tensor is missing (got None) while checkpoints is given");
+  if (policy.allow_wide_outputs)
+    require_dtype(p.checkpoints, "checkpoints", {DType::kBFloat16, DType::kFloat32, DType::kFloat64});
+  else
+    require_dtype(p.checkpoints, "checkpoints", {DType::kBFloat16, DType::kFloat32});
+  require_rank(p.checkpoints, "checkpoints", 4);
+  require_shape(p.checkpoints, "checkpoints", {p.checkpoints.shape[0], H, kHeadDim, kHeadDim},
+                "[num_checkpoints, H, V, K]");
+  require_layout(p.checkpoints, "checkpoints", policy.allow_wide_outputs ? 1 : 16);
+  require_index_tensor(p.checkpoint_offsets, "checkpoint_offsets", N + 1, "[N + 1], like cu_seqlens");
+}
+
+}  // namespace
 
 FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
   // Presence, dtype and rank, argument by argument, in signature order.
@@ -193,7 +378,7 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
   const size_t tile_alignment = policy.allow_wide_outputs ? 1 : 16;
   for (auto [t, name] : activations) require_layout(*t, name, tile_alignment);
   require_layout(p.out, "out", policy.allow_wide_outputs ? 1 : 16);
-  require_layout(p.beta, "beta", 2);
+  require_strided_layout(p.beta, "beta", 2);  // read element by element: any strides
   if (p.A_log.present()) require_layout(p.A_log, "A_log", 4);
   if (p.dt_bias.present()) require_layout(p.dt_bias, "dt_bias", 4);
 
@@ -204,9 +389,9 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
   shape.num_sequences = B;
 
   if (p.cu_seqlens.present()) {
-    require_dtype(p.cu_seqlens, "cu_seqlens", {DType::kInt64});
+    require_dtype(p.cu_seqlens, "cu_seqlens", {DType::kInt64, DType::kInt32});
     require_rank(p.cu_seqlens, "cu_seqlens", 1);
-    require_layout(p.cu_seqlens, "cu_seqlens", 8);
+    require_layout(p.cu_seqlens, "cu_seqlens", dtype_size(p.cu_seqlens.dtype));
     if (p.cu_seqlens.shape[0] < 2)
       fail(ErrorKind::kValue, "cu_seqlens",
            "cu_seqlens: expected at least 2 entries (N + 1 offsets), got " +
@@ -220,6 +405,7 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
   }
   const int64_t N = shape.num_sequences;
 
+  validate_serving_arguments(p, N, H, policy);
   const NamedRef states[] = {{&p.initial_state, "initial_state"}, {&p.final_state, "final_state"}};
   for (auto [t, name] : states) {
     if (!t->present()) continue;
@@ -228,7 +414,11 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
     else
       require_dtype(*t, name, {DType::kBFloat16, DType::kFloat32});
     require_rank(*t, name, 4);
-    require_shape(*t, name, {N, H, V, K}, "[N, H, V, K]");
+    // With state_indices the states are pools [P, H, V, K] of any P.
+    if (p.state_indices.present())
+      require_shape(*t, name, {t->shape[0], H, V, K}, "a pool [P, H, V, K] indexed by state_indices");
+    else
+      require_shape(*t, name, {N, H, V, K}, "[N, H, V, K]");
     require_layout(*t, name, policy.allow_wide_outputs ? 1 : 16);
   }
   if (p.initial_state.present() && p.final_state.present() &&
@@ -244,7 +434,12 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
                           {&p.A_log, "A_log"},  {&p.dt_bias, "dt_bias"},
                           {&p.initial_state, "initial_state"},
                           {&p.final_state, "final_state"},
-                          {&p.cu_seqlens, "cu_seqlens"}};
+                          {&p.cu_seqlens, "cu_seqlens"},
+                          {&p.state_indices, "state_indices"},
+                          {&p.final_state_indices, "final_state_indices"},
+                          {&p.zero_start, "zero_start"},
+                          {&p.checkpoints, "checkpoints"},
+                          {&p.checkpoint_offsets, "checkpoint_offsets"}};
   for (auto [t, name] : all) {
     if (!t->present()) continue;
     if (t->device != p.q.device || t->device_id != p.q.device_id)
@@ -266,24 +461,35 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
   const NamedRef inputs[] = {{&p.q, "q"},         {&p.k, "k"},        {&p.v, "v"},
                              {&p.g, "g"},         {&p.beta, "beta"},  {&p.A_log, "A_log"},
                              {&p.dt_bias, "dt_bias"}, {&p.initial_state, "initial_state"},
-                             {&p.cu_seqlens, "cu_seqlens"}};
+                             {&p.cu_seqlens, "cu_seqlens"}, {&p.state_indices, "state_indices"},
+                             {&p.final_state_indices, "final_state_indices"},
+                             {&p.zero_start, "zero_start"},
+                             {&p.checkpoint_offsets, "checkpoint_offsets"}};
   for (auto [t, name] : inputs)
     if (overlaps(p.out, *t))
       fail(ErrorKind::kValue, "out", std::string("out: must not overlap input ") + name);
   if (overlaps(p.out, p.final_state))
     fail(ErrorKind::kValue, "out", "out: must not overlap final_state");
+  for (auto [t, name] : inputs)
+    if (overlaps(p.checkpoints, *t))
+      fail(ErrorKind::kValue, "checkpoints", std::string("checkpoints: must not overlap input ") + name);
+  if (overlaps(p.checkpoints, p.out) || overlaps(p.checkpoints, p.final_state))
+    fail(ErrorKind::kValue, "checkpoints",
+         std::string("checkpoints: must not overlap ") + (overlaps(p.checkpoints, p.out) ? "out" : "final_state"));
   for (auto [t, name] : inputs) {
     if (!overlaps(p.final_state, *t)) continue;
-    const bool same_state = t == &p.initial_state && p.final_state.data == p.initial_state.data;
+    const bool same_state = t == &p.initial_state && p.final_state.data == p.initial_state.data &&
+                            p.final_state.shape[0] == p.initial_state.shape[0];
     if (!same_state)
       fail(ErrorKind::kValue, "final_state",
            std::string("final_state: must not overlap input ") + name +
                (t == &p.initial_state ? " (it may only be the very same tensor)" : ""));
   }
 
-  if (p.cu_seqlens.present() && p.cu_seqlens.device == DeviceType::kCPU)
-    validate_cu_seqlens_contents(static_cast<const int64_t*>(p.cu_seqlens.data),
-                                 p.cu_seqlens.shape[0], T);
+  if (p.q.device == DeviceType::kCPU) {  // host tensors: check contents too (CUDA: on the device)
+    if (p.cu_seqlens.present()) validate_cu_seqlens_contents(p.cu_seqlens, T);
+    validate_serving_contents(p, shape);
+  }
   return shape;
 }
 

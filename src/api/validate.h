@@ -14,9 +14,16 @@ struct ValidatePolicy {
 
 FwdShape validate(const FwdParams& params, const ValidatePolicy& policy);
 
-// Checks the contents of a host cu_seqlens array: starts at 0, never
-// decreases, ends at `total_tokens`. Throws Error naming "cu_seqlens".
-void validate_cu_seqlens_contents(const int64_t* cu_seqlens, int64_t count, int64_t total_tokens);
+// Checks the contents of a host cu_seqlens array (int32 or int64): starts
+// at 0, never decreases, ends at `total_tokens`. Throws Error naming "cu_seqlens".
+void validate_cu_seqlens_contents(const TensorRef& cu_seqlens, int64_t total_tokens);
+
+// Checks the contents of host state_indices / final_state_indices /
+// checkpoint_offsets (see FwdParams). Throws Error naming the argument.
+void validate_serving_contents(const FwdParams& params, const FwdShape& shape);
+
+// Tokens of sequence n: from cu_seqlens (host) or T.
+int64_t host_sequence_length(const FwdParams& params, const FwdShape& shape, int64_t n);
 
 [[noreturn]] void fail(ErrorKind kind, const std::string& argument, const std::string& message);
 

@@ -54,6 +54,18 @@ inline double load_element(const TensorRef& t, int64_t i) {
   }
 }
 
+// Element `i` of a contiguous host int32/int64 index tensor (cu_seqlens,
+// state_indices, checkpoint_offsets), or of a bool/uint8 flag tensor.
+inline int64_t load_index(const TensorRef& t, int64_t i) {
+  switch (t.dtype) {
+    case DType::kInt32: return static_cast<const int32_t*>(t.data)[i];
+    case DType::kInt64: return static_cast<const int64_t*>(t.data)[i];
+    case DType::kUInt8:
+    case DType::kBool: return static_cast<const uint8_t*>(t.data)[i];
+    default: return 0;
+  }
+}
+
 // Writes `x` into element `i` of a bf16/fp32/fp64 host tensor, rounded once.
 inline void store_element(const TensorRef& t, int64_t i, double x) {
   switch (t.dtype) {

@@ -28,6 +28,7 @@
 #include "common/constants.h"
 #include "cpu/bf16.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/sequence_plan.h"
 
 namespace flash_kda::cpu {
 namespace {
@@ -102,7 +103,7 @@ void load_normalised(const uint16_t* src, float* dst) {
 
 // Reads tokens [row0, row0 + len) of head h into the chunk (len <= C) and
 // computes the base-2 gate and its inclusive cumsum G per channel.
-void gate_and_cumsum(const FwdParams& p, const HeadParams& hp, int64_t H, int64_t h,
+void gate_and_cumsum(const FwdParams& p, const HeadParams& hp, int64_t H, int64_t T, int64_t h,
                      int64_t row0, int len, ChunkOperands& ch) {
   const auto* q = static_cast<const uint16_t*>(p.q.data);
   const auto* k = static_cast<const uint16_t*>(p.k.data);
@@ -117,7 +118,7 @@ void gate_and_cumsum(const FwdParams& p, const HeadParams& hp, int64_t H, int64_
       load_normalised(q + qk, ch.q[t]);
       load_normalised(k + qk, ch.k[t]);
       for (int c = 0; c < V; ++c) ch.v[t][c] = bf16_to_float(v[(row * H + h) * V + c]);
-      ch.b[t] = sigmoid(bf16_to_float(beta[row * H + h]));
+      ch.b[t] = sigmoid(bf16_to_float(beta[beta_offset(p.beta, T, row, h)]));
       for (int c = 0; c < K; ++c) running[c] += gate_log2(hp, load_gate_input(p.g, qk + c), hp.dt_bias[c]);
     } else {  // padding: no decay, no key/query/value, no write
       for (int c = 0; c < K; ++c) ch.q[t][c] = ch.k[t][c] = 0.0f;
@@ -221,8 +222,21 @@ void chunk_step(ChunkOperands& ch, float* St) {
   }
 }
 
+// Stores the key-major state St as state[row, h] of `dst` (value-major).
+void store_state(const TensorRef& dst, int64_t row, int64_t H, int64_t h, const float* St) {
+  const int64_t offset = (row * H + h) * V * K;
+  for (int x = 0; x < V; ++x)
+    for (int c = 0; c < K; ++c) store_element(dst, offset + x * K + c, St[c * V + x]);
+}
+
 // One (sequence, head): tokens [begin, end) of the flattened [B*T] axis.
-void run_head(const FwdParams& p, int64_t n, int64_t h, int64_t H, int64_t begin, int64_t end) {
+void run_head(const FwdParams& p, const SequencePlan& plan, int64_t h, int64_t H, int64_t T) {
+  const int64_t begin = plan.begin, end = plan.end;
+  if (plan.padding) {  // padding sequence: zero output rows, no state read or written
+    for (int64_t row = begin; row < end; ++row)
+      for (int x = 0; x < V; ++x) store_element(p.out, (row * H + h) * V + x, 0.0);
+    return;
+  }
   HeadParams hp;
   hp.mode = p.gate_mode;
   hp.a = p.A_log.present() ? std::exp(static_cast<float>(load_element(p.A_log, h))) : 0.0f;
@@ -234,17 +248,21 @@ void run_head(const FwdParams& p, int64_t n, int64_t h, int64_t H, int64_t begin
 
   // Read the whole initial state before writing anything: final_state may be
   // the very same tensor.
-  const int64_t state_offset = (n * H + h) * V * K;
-  std::vector<float> St(K * V, 0.0f);  // key-major: St[k * V + v] = state[n, h, v, k]
-  if (p.initial_state.present())
+  std::vector<float> St(K * V, 0.0f);  // key-major: St[k * V + v] = state[slot, h, v, k]
+  if (plan.read_slot >= 0) {
+    const int64_t state_offset = (plan.read_slot * H + h) * V * K;
     for (int x = 0; x < V; ++x)
       for (int c = 0; c < K; ++c)
         St[c * V + x] = static_cast<float>(load_element(p.initial_state, state_offset + x * K + c));
+  }
 
+  // A checkpoint every `chunks_per_checkpoint` full chunks (interval is a multiple of C).
+  const int64_t chunks_per_checkpoint = plan.checkpoint_row0 >= 0 ? p.checkpoint_interval / C : 0;
   auto ch = std::make_unique<ChunkOperands>();
-  for (int64_t row0 = begin; row0 < end; row0 += C) {
+  int64_t chunk = 0;
+  for (int64_t row0 = begin; row0 < end; row0 += C, ++chunk) {
     const int len = static_cast<int>(std::min<int64_t>(C, end - row0));
-    gate_and_cumsum(p, hp, H, h, row0, len, *ch);
+    gate_and_cumsum(p, hp, H, T, h, row0, len, *ch);
     build_chunk_operands(hp, *ch);
     invert_unit_lower(ch->L, ch->A);
     chunk_step(*ch, St.data());
@@ -252,11 +270,12 @@ void run_head(const FwdParams& p, int64_t n, int64_t h, int64_t H, int64_t begin
     // (The tests also pass an fp32 out to see the fp32 algorithm's own error.)
     for (int t = 0; t < len; ++t)
       for (int x = 0; x < V; ++x) store_element(p.out, ((row0 + t) * H + h) * V + x, ch->o[t][x]);
+    if (chunks_per_checkpoint > 0 && len == C && (chunk + 1) % chunks_per_checkpoint == 0)
+      store_state(p.checkpoints, plan.checkpoint_row0 + (chunk + 1) / chunks_per_checkpoint - 1, H, h,
+                  St.data());
   }
 
-  if (p.final_state.present())
-    for (int x = 0; x < V; ++x)
-      for (int c = 0; c < K; ++c) store_element(p.final_state, state_offset + x * K + c, St[c * V + x]);
+  if (plan.write_slot >= 0) store_state(p.final_state, plan.write_slot, H, h, St.data());
 }
 
 }  // namespace
@@ -264,19 +283,14 @@ void run_head(const FwdParams& p, int64_t n, int64_t h, int64_t H, int64_t begin
 void chunked_forward(const FwdParams& p, const FwdShape& shape) {
   const int64_t H = shape.heads;
   const int64_t count = shape.num_sequences * H;
-  const auto* cu = static_cast<const int64_t*>(p.cu_seqlens.data);
   // (sequence, head) pairs are independent; each touches only its own slice
-  // of out and final_state.
+  // of out, its own state slots and checkpoint rows (validated).
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(dynamic, 1)
 #endif
   for (int64_t i = 0; i < count; ++i) {
     const int64_t n = i / H, h = i % H;
-    // Row b of a fixed batch starts at b*T; with cu_seqlens (B == 1)
-    // sequence n is tokens cu[n]..cu[n+1].
-    const int64_t begin = shape.varlen ? cu[n] : n * shape.tokens;
-    const int64_t end = shape.varlen ? cu[n + 1] : begin + shape.tokens;
-    run_head(p, n, h, H, begin, end);
+    run_head(p, plan_sequence(p, shape, n), h, H, shape.tokens);
   }
 }
 

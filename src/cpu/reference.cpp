@@ -21,6 +21,7 @@
 #include "common/constants.h"
 #include "cpu/bf16.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/sequence_plan.h"
 
 namespace flash_kda::cpu {
 namespace {
@@ -52,14 +53,19 @@ void l2_normalise(std::vector<double>& x) {
 }
 
 // Runs one (sequence, head): tokens [begin, end) of the flattened [B*T] token axis.
-void run_head(const FwdParams& p, int64_t n, int64_t h, int64_t begin, int64_t end, int64_t H) {
+void run_head(const FwdParams& p, const SequencePlan& plan, int64_t h, int64_t H, int64_t T) {
   const int64_t K = kHeadDim, V = kHeadDim;
-  const int64_t state_offset = (n * H + h) * V * K;
+  const int64_t begin = plan.begin, end = plan.end;
+  if (plan.padding) {  // padding sequence: zero output rows, no state read or written
+    for (int64_t t = begin; t < end; ++t)
+      for (int64_t r = 0; r < V; ++r) store_element(p.out, (t * H + h) * V + r, 0.0);
+    return;
+  }
 
   // Read the whole initial state before anything is written: final_state may
   // be the very same tensor.
   std::vector<double> S(V * K, 0.0);
-  if (p.initial_state.present()) load_row(p.initial_state, state_offset, V * K, S.data());
+  if (plan.read_slot >= 0) load_row(p.initial_state, (plan.read_slot * H + h) * V * K, V * K, S.data());
 
   const double a = p.A_log.present() ? std::exp(load_element(p.A_log, h)) : 0.0;
   std::vector<double> dt_bias(K, 0.0);  // absent: zeros
@@ -73,7 +79,7 @@ void run_head(const FwdParams& p, int64_t n, int64_t h, int64_t begin, int64_t e
     load_row(p.k, qk_offset, K, k.data());
     load_row(p.g, qk_offset, K, g.data());
     load_row(p.v, v_offset, V, v.data());
-    const double b = sigmoid(load_element(p.beta, t * H + h));
+    const double b = sigmoid(load_element(p.beta, beta_offset(p.beta, T, t, h)));
     l2_normalise(q);
     l2_normalise(k);
     for (int64_t c = 0; c < K; ++c)
@@ -90,23 +96,27 @@ void run_head(const FwdParams& p, int64_t n, int64_t h, int64_t begin, int64_t e
       for (int64_t c = 0; c < K; ++c) sq += row[c] * q[c];          // (S q)[r]
       store_element(p.out, v_offset + r, p.scale * sq);
     }
+    // Checkpoint i (1-based) = the state after token i * interval of the sequence.
+    const int64_t done = t + 1 - begin;
+    if (plan.checkpoint_row0 >= 0 && done % p.checkpoint_interval == 0) {
+      const int64_t row = plan.checkpoint_row0 + done / p.checkpoint_interval - 1;
+      for (int64_t i = 0; i < V * K; ++i) store_element(p.checkpoints, (row * H + h) * V * K + i, S[i]);
+    }
   }
 
-  if (p.final_state.present())
-    for (int64_t i = 0; i < V * K; ++i) store_element(p.final_state, state_offset + i, S[i]);
+  if (plan.write_slot >= 0)
+    for (int64_t i = 0; i < V * K; ++i) store_element(p.final_state, (plan.write_slot * H + h) * V * K + i, S[i]);
 }
 
 }  // namespace
 
 void reference_forward(const FwdParams& p, const FwdShape& shape) {
   const int64_t H = shape.heads;
-  const auto* cu = static_cast<const int64_t*>(p.cu_seqlens.data);
+  // With state pools no sequence writes a slot another one reads (validated),
+  // so the order of the sequences does not matter.
   for (int64_t n = 0; n < shape.num_sequences; ++n) {
-    // Tokens are indexed on the flattened [B*T] axis: row b of a fixed batch
-    // starts at b*T; with cu_seqlens B == 1 and sequence n is cu[n]..cu[n+1].
-    const int64_t begin = shape.varlen ? cu[n] : n * shape.tokens;
-    const int64_t end = shape.varlen ? cu[n + 1] : begin + shape.tokens;
-    for (int64_t h = 0; h < H; ++h) run_head(p, n, h, begin, end, H);
+    const SequencePlan plan = plan_sequence(p, shape, n);
+    for (int64_t h = 0; h < H; ++h) run_head(p, plan, h, H, shape.tokens);
   }
 }
 

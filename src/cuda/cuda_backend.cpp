@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <mutex>
 #include <string>
 
@@ -89,6 +90,33 @@ bool built_for_sm90a() {
 #endif
 }
 
+// The device argument check: needed when an index tensor's contents must be
+// validated (cu_seqlens, state indices, checkpoint offsets).
+bool needs_device_check(const FwdParams& params, const FwdShape& shape) {
+  return shape.varlen || params.state_indices.present() || params.checkpoint_offsets.present();
+}
+
+// Bounds of the slot indices (see validate_serving_contents, the host twin).
+sm90::DeviceCheck device_check_bounds(const FwdParams& p) {
+  sm90::DeviceCheck c{};
+  if (!p.state_indices.present()) return c;
+  c.read_bound = p.initial_state.present() ? p.initial_state.shape[0] : p.final_state.shape[0];
+  if (!p.final_state_indices.present() && p.final_state.present())
+    c.read_bound = std::min(c.read_bound, p.final_state.shape[0]);
+  c.read_words = (c.read_bound + 31) / 32;
+  if (p.final_state_indices.present()) {
+    c.write_bound = p.final_state.shape[0];
+    c.write_words = (c.write_bound + 31) / 32;
+  }
+  c.in_place = p.initial_state.present() && p.final_state.present() &&
+               p.initial_state.data == p.final_state.data;
+  return c;
+}
+
+uint32_t int32_bit(const TensorRef& t, uint32_t bit) {
+  return t.present() && t.dtype == DType::kInt32 ? bit : 0u;
+}
+
 }  // namespace
 
 bool available(int device_id) {
@@ -98,8 +126,10 @@ bool available(int device_id) {
   return built_for_sm90a() && info.major == 9 && info.minor == 0;
 }
 
-size_t workspace_size(const FwdParams&, const FwdShape& shape) {
-  return shape.varlen ? kStatusBytes : 0;
+size_t workspace_size(const FwdParams& params, const FwdShape& shape) {
+  if (!needs_device_check(params, shape)) return 0;
+  const sm90::DeviceCheck c = device_check_bounds(params);
+  return kStatusBytes + size_t(c.read_words + c.write_words) * sizeof(uint32_t);
 }
 
 void forward(const FwdParams& params, const FwdShape& shape, void* workspace, size_t,
@@ -141,8 +171,26 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
   k.final_state = params.final_state.present() ? params.final_state.data : nullptr;
   k.initial_kind = state_kind(params.initial_state);
   k.final_kind = state_kind(params.final_state);
-  k.cu_seqlens = shape.varlen ? static_cast<const int64_t*>(params.cu_seqlens.data) : nullptr;
+  k.cu_seqlens = shape.varlen ? params.cu_seqlens.data : nullptr;
   k.status = nullptr;
+  auto data_or_null = [](const TensorRef& t) { return t.present() ? t.data : nullptr; };
+  k.state_indices = data_or_null(params.state_indices);
+  k.final_state_indices = data_or_null(params.final_state_indices);
+  k.zero_start = static_cast<const uint8_t*>(data_or_null(params.zero_start));
+  k.checkpoints = data_or_null(params.checkpoints);
+  k.checkpoint_offsets = data_or_null(params.checkpoint_offsets);
+  k.checkpoint_kind = state_kind(params.checkpoints);
+  k.checkpoint_chunks = params.checkpoints.present() ? int(params.checkpoint_interval / kChunk) : 0;
+  k.initial_slots = params.initial_state.present() ? params.initial_state.shape[0] : 0;
+  k.final_slots = params.final_state.present() ? params.final_state.shape[0] : 0;
+  k.checkpoint_rows = params.checkpoints.present() ? params.checkpoints.shape[0] : 0;
+  k.int32_indices = int32_bit(params.cu_seqlens, sm90::kCuSeqlensInt32) |
+                    int32_bit(params.state_indices, sm90::kStateIndicesInt32) |
+                    int32_bit(params.final_state_indices, sm90::kFinalStateIndicesInt32) |
+                    int32_bit(params.checkpoint_offsets, sm90::kCheckpointOffsetsInt32);
+  k.beta_stride_b = params.beta.strides[0];
+  k.beta_stride_t = params.beta.strides[1];
+  k.beta_stride_h = params.beta.strides[2];
   k.seq_len = shape.tokens;
   k.total_rows = shape.batch * shape.tokens;
   k.heads = int(shape.heads);
@@ -159,12 +207,13 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
     default: k.gate_kind = sm90::GateKind::kLowerBound; break;
   }
 
-  if (shape.varlen) {
-    auto* status = static_cast<int32_t*>(workspace);
-    const cudaError_t err = sm90::launch_check_cu_seqlens(k.cu_seqlens, params.cu_seqlens.shape[0],
-                                                          k.total_rows, status, stream);
-    if (err != cudaSuccess) fail_cuda(err, "launching the cu_seqlens check");
-    k.status = status;
+  if (needs_device_check(params, shape)) {
+    sm90::DeviceCheck check = device_check_bounds(params);
+    check.status = static_cast<int32_t*>(workspace);
+    check.bitmaps = reinterpret_cast<uint32_t*>(static_cast<char*>(workspace) + kStatusBytes);
+    const cudaError_t err = sm90::launch_check_arguments(k, check, stream);
+    if (err != cudaSuccess) fail_cuda(err, "launching the device argument check");
+    k.status = check.status;
   }
 
   // Value-block width: as wide as possible while the grid still fills the

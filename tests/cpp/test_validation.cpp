@@ -118,7 +118,7 @@ std::vector<ErrorCase> error_cases() {
       {"A_log", DType::kBFloat16, "float32"},      {"dt_bias", DType::kFloat64, "float32"},
       {"initial_state", DType::kFloat64, "bfloat16 or float32"},
       {"final_state", DType::kFloat16, "bfloat16 or float32"},
-      {"cu_seqlens", DType::kInt32, "int64"},
+      {"cu_seqlens", DType::kFloat32, "int64 or int32"},
   };
   for (const auto& d : dtype_cases) {
     const std::string given = flash_kda::dtype_name(d.given);
@@ -195,13 +195,17 @@ std::vector<ErrorCase> error_cases() {
         reshape(p.beta, {2, -1, 2});
       },
       ErrorKind::kValue, "q", {"negative size in shape [2, -1, 2, 128]"});
-  for (const std::string& n : kTensorNames)
+  for (const std::string& n : kTensorNames) {
+    if (n == "beta") continue;  // read through its strides: any non-negative strides
     add("non_contiguous_" + n, needs_varlen(n),
         [n](Problem&, FwdParams& p, Scratch&) {
           TensorRef& t = field(p, n);
           t.strides[t.ndim - 1] = 2;  // every other element of the last dim
         },
         ErrorKind::kValue, n, {"expected a contiguous (row-major) tensor, got strides that are not"});
+  }
+  add("negative_stride_beta", false, [](Problem&, FwdParams& p, Scratch&) { p.beta.strides[1] = -2; },
+      ErrorKind::kValue, "beta", {"expected non-negative strides, got stride -2 in dimension 1"});
   add("non_contiguous_q_transposed", false,
       [](Problem&, FwdParams& p, Scratch&) { std::swap(p.q.strides[1], p.q.strides[2]); }, ErrorKind::kValue,
       "q", {"contiguous"});

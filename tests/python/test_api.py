@@ -29,17 +29,27 @@ FLASHKDA_PARAMS = [
 ]
 
 
+# Serving additions: keyword-only, after FlashKDA's signature.
+SERVING_PARAMS = [
+    ("state_indices", None),
+    ("final_state_indices", None),
+    ("zero_start", None),
+    ("checkpoints", None),
+    ("checkpoint_offsets", None),
+    ("checkpoint_interval", 0),
+]
+
+
 @pytest.mark.parametrize("fn", [flash_kda.fwd, flash_kda.reference_fwd, flash_kda.workspace_size])
 def test_signature_is_flashkda(fn):
     """FlashKDA's parameters, in its order (FLA passes 7 positionally, the rest
     by keyword); our extensions come after them, keyword-only, optional."""
     params = list(inspect.signature(fn).parameters.values())
-    head, extra = params[: len(FLASHKDA_PARAMS)], params[len(FLASHKDA_PARAMS):]
-    assert [(p.name, p.default) for p in head] == FLASHKDA_PARAMS
-    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in head)
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extra), extra
-    assert all(p.default is not inspect.Parameter.empty for p in extra), extra
-    assert "gate" in [p.name for p in extra]
+    positional = [p for p in params if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    keyword = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert [(p.name, p.default) for p in positional] == FLASHKDA_PARAMS
+    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in positional)
+    assert [(p.name, p.default) for p in keyword] == SERVING_PARAMS + [("gate", None)]
 
 
 def test_metadata():
@@ -56,7 +66,7 @@ def test_metadata():
 
 def test_fwd_docstring_explains_every_argument():
     doc = flash_kda.fwd.__doc__
-    for name, _ in FLASHKDA_PARAMS:
+    for name, _ in FLASHKDA_PARAMS + SERVING_PARAMS:
         assert f"{name}:" in doc, name
     for word in ("[N, H, V, K]", "bf16", "fp32", "int64", "TypeError", "ValueError", "RuntimeError"):
         assert word in doc, word

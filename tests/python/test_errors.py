@@ -59,8 +59,29 @@ def test_A_log_dtype(call):
     call(TypeError, "A_log", A_log=call.args["A_log"].astype(np.float64))
 
 
-def test_cu_seqlens_int32_is_type_error(call):
-    call(TypeError, "cu_seqlens", cu_seqlens=call.args["cu_seqlens"].astype(np.int32))
+def test_cu_seqlens_float_is_type_error(call):
+    call(TypeError, "cu_seqlens", cu_seqlens=call.args["cu_seqlens"].astype(np.float32))
+
+
+def test_serving_arguments_are_checked(call):
+    pool = np.zeros((4,) + call.args["initial_state"].shape[1:], dtype=np.float32)
+    pool_args = dict(initial_state=pool, final_state=pool)
+    msg = call(ValueError, "state_indices", state_indices=np.array([1, 1]), **pool_args)
+    assert "distinct" in msg
+    msg = call(ValueError, "state_indices", state_indices=np.array([0, 4], dtype=np.int32), **pool_args)
+    assert "[0, 4)" in msg
+    call(TypeError, "state_indices", state_indices=np.array([0.0, 1.0]), **pool_args)
+    call(TypeError, "zero_start", state_indices=np.array([0, 1]), zero_start=np.array([0, 1], np.int32),
+         **pool_args)
+    call(ValueError, "final_state_indices", final_state_indices=np.array([0, 1]))
+    ckpt = np.zeros((1,) + call.args["initial_state"].shape[1:], dtype=np.float32)
+    call(ValueError, "checkpoint_interval", checkpoints=ckpt, checkpoint_offsets=np.array([0, 0, 0]),
+         checkpoint_interval=8)
+    call(TypeError, "checkpoint_interval", checkpoints=ckpt, checkpoint_offsets=np.array([0, 0, 0]),
+         checkpoint_interval=16.0)
+    msg = call(ValueError, "checkpoint_offsets", checkpoints=ckpt, checkpoint_offsets=np.array([0, 1, 1]),
+               checkpoint_interval=16)  # sequences of 6 and 10 tokens: no checkpoint
+    assert "sequence 0 has 6 tokens" in msg
 
 
 def test_state_dtype_mismatch(call):

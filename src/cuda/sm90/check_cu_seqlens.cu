@@ -1,29 +1,89 @@
-// Device-side check of cu_seqlens contents, so `fwd` needs no host sync:
-// the forward kernel reads the status word and, when it is set, computes
-// nothing and NaN-fills the outputs (see kStatusBadCuSeqlens).
+// Device-side checks of index contents (cu_seqlens, state_indices,
+// final_state_indices, checkpoint_offsets), so `fwd` needs no host sync: the
+// forward kernel reads the status word and, when it is set, computes nothing
+// and NaN-fills the outputs (see kStatusBadCuSeqlens and the other bits).
+//
+// One CTA: it zeroes the slot bitmaps in the workspace, marks every used
+// slot with atomicOr (a bit already set = a duplicate), then, for in-place
+// pools with separate final slots, tests each written slot against the read
+// bitmap. O(N + P / 32) work; a few microseconds for serving-sized batches.
 #include "cuda/sm90/fwd_launch.h"
+#include "cuda/sm90/work_item.cuh"
 
 namespace flash_kda::sm90 {
 namespace {
 
-__global__ void check_cu_seqlens_kernel(const int64_t* cu, int64_t count, int64_t total, int32_t* status) {
+constexpr int kThreads = 1024;
+
+// Marks slot s in `bitmap`; true when it was already marked.
+__device__ bool mark(uint32_t* bitmap, int64_t s) {
+  const uint32_t bit = 1u << (s & 31);
+  return (atomicOr(&bitmap[s >> 5], bit) & bit) != 0;
+}
+
+__global__ void __launch_bounds__(kThreads) check_arguments_kernel(const FwdKernelParams p, const DeviceCheck c) {
   __shared__ int bad;
   if (threadIdx.x == 0) bad = 0;
+  for (int64_t i = threadIdx.x; i < c.read_words + c.write_words; i += kThreads) c.bitmaps[i] = 0;
   __syncthreads();
-  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) {
-    const int64_t here = cu[i];
-    const bool ok = (i == 0 ? here == 0 : here >= cu[i - 1]) && (i != count - 1 || here == total);
-    if (!ok) bad = 1;  // benign race: every writer stores 1
+  int mine = 0;
+  const int64_t N = p.num_sequences;
+  const bool cu32 = p.int32_indices & kCuSeqlensInt32;
+  if (p.cu_seqlens != nullptr) {
+    for (int64_t i = threadIdx.x; i <= N; i += kThreads) {
+      const int64_t here = load_index(p.cu_seqlens, cu32, i);
+      const bool ok = (i == 0 ? here == 0 : here >= load_index(p.cu_seqlens, cu32, i - 1)) &&
+                      (i != N || here == p.total_rows);
+      if (!ok) mine |= kStatusBadCuSeqlens;
+    }
   }
+  uint32_t* read_bitmap = c.bitmaps;
+  uint32_t* write_bitmap = c.bitmaps + c.read_words;
+  if (p.state_indices != nullptr) {
+    for (int64_t n = threadIdx.x; n < N; n += kThreads) {
+      const int64_t s = load_index(p.state_indices, p.int32_indices & kStateIndicesInt32, n);
+      if (s >= 0 && (s >= c.read_bound || mark(read_bitmap, s))) mine |= kStatusBadStateIndices;
+    }
+  }
+  if (p.final_state_indices != nullptr) {
+    for (int64_t n = threadIdx.x; n < N; n += kThreads) {
+      const int64_t s = load_index(p.final_state_indices, p.int32_indices & kFinalStateIndicesInt32, n);
+      if (s >= 0 && (s >= c.write_bound || mark(write_bitmap, s))) mine |= kStatusBadStateIndices;
+    }
+  }
+  if (p.checkpoint_offsets != nullptr) {
+    const bool o32 = p.int32_indices & kCheckpointOffsetsInt32;
+    const int64_t interval = int64_t(p.checkpoint_chunks) * kChunk;
+    for (int64_t n = threadIdx.x; n < N; n += kThreads) {
+      const int64_t length = p.cu_seqlens != nullptr
+                                 ? load_index(p.cu_seqlens, cu32, n + 1) - load_index(p.cu_seqlens, cu32, n)
+                                 : p.seq_len;
+      const int64_t first = load_index(p.checkpoint_offsets, o32, n);
+      const int64_t count = load_index(p.checkpoint_offsets, o32, n + 1) - first;
+      if ((n == 0 && first < 0) || count != length / interval ||
+          (n == N - 1 && first + count > p.checkpoint_rows))
+        mine |= kStatusBadCheckpointOffsets;
+    }
+  }
+  __syncthreads();  // bitmaps complete (global atomics, visible to the block)
+  if (c.in_place && p.final_state_indices != nullptr) {
+    // A slot written by one sequence must not be read by another one.
+    for (int64_t n = threadIdx.x; n < N; n += kThreads) {
+      const int64_t w = load_index(p.final_state_indices, p.int32_indices & kFinalStateIndicesInt32, n);
+      const int64_t r = load_index(p.state_indices, p.int32_indices & kStateIndicesInt32, n);
+      if (w >= 0 && w != r && w < c.read_bound && (read_bitmap[w >> 5] >> (w & 31)) & 1u)
+        mine |= kStatusBadStateIndices;
+    }
+  }
+  if (mine) atomicOr(&bad, mine);
   __syncthreads();
-  if (threadIdx.x == 0) *status = bad;
+  if (threadIdx.x == 0) *c.status = bad;
 }
 
 }  // namespace
 
-cudaError_t launch_check_cu_seqlens(const int64_t* cu_seqlens, int64_t count, int64_t total_rows,
-                                    int32_t* status, cudaStream_t stream) {
-  check_cu_seqlens_kernel<<<1, 256, 0, stream>>>(cu_seqlens, count, total_rows, status);
+cudaError_t launch_check_arguments(const FwdKernelParams& params, const DeviceCheck& check, cudaStream_t stream) {
+  check_arguments_kernel<<<1, kThreads, 0, stream>>>(params, check);
   return cudaGetLastError();
 }
 

@@ -235,8 +235,7 @@ struct ChunkPrep {
   // beta logit of chunk c's token `lane` (lanes >= 16 or past the end: 0).
   __device__ float load_beta(int c) const {
     if (lane >= w.valid_rows(c)) return 0.f;
-    const int64_t row = w.row0 + int64_t(c) * kChunk + lane;
-    return __bfloat162float(static_cast<const bf16*>(p.beta)[row * p.heads + w.head]);
+    return __bfloat162float(static_cast<const bf16*>(p.beta)[w.beta_offset(p, int64_t(c) * kChunk + lane)]);
   }
 
   // kUnbounded: the softplus and precomputed gates (a kernel of their own:

@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
   auto& smem = *reinterpret_cast<SharedStorage<kBV>*>(smem_bytes);
 
   WorkItem item;
-  if (!make_work_item(params, item)) return;
+  if (!make_work_item<kBV>(params, item)) return;
 
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;

@@ -24,9 +24,21 @@ FLASH_KDA_DECLARE_FWD(64, true)
 FLASH_KDA_DECLARE_FWD(32, true)
 #undef FLASH_KDA_DECLARE_FWD
 
-// Sets status[0] to 0 when cu_seqlens[0] == 0, it never decreases and
-// cu_seqlens[count - 1] == total_rows; to 1 otherwise.
-cudaError_t launch_check_cu_seqlens(const int64_t* cu_seqlens, int64_t count, int64_t total_rows,
-                                    int32_t* status, cudaStream_t stream);
+// Workspace and bounds of the device argument check.
+struct DeviceCheck {
+  int32_t* status;        // the status word (bits: kStatusBadCuSeqlens, ...)
+  uint32_t* bitmaps;      // read_words + write_words words of slot bitmaps
+  int64_t read_words;     // ceil(read_bound / 32) when state_indices is given, else 0
+  int64_t write_words;    // ceil(write_bound / 32) when final_state_indices is given, else 0
+  int64_t read_bound;     // state_indices entries must be < this
+  int64_t write_bound;    // final_state_indices entries must be < this
+  bool in_place;          // final_state is the very same tensor as initial_state
+};
+
+// Sets *check.status to 0 when the index contents of `params` are valid
+// (cu_seqlens 0-based, non-decreasing, ending at total_rows; slots in range
+// and distinct; checkpoint_offsets matching the lengths), else to the bits
+// of what is wrong. One CTA, no host synchronisation.
+cudaError_t launch_check_arguments(const FwdKernelParams& params, const DeviceCheck& check, cudaStream_t stream);
 
 }  // namespace flash_kda::sm90

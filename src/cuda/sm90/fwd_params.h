@@ -16,6 +16,15 @@ enum class GateKind : int {
   kPrecomputedF32 = 3,  // the same, g fp32 (read directly, not through the raw stage)
 };
 
+// Which index arrays are int32 (the others int64): one runtime-uniform
+// branch per load, no extra kernel instantiations.
+enum IndexBits : uint32_t {
+  kCuSeqlensInt32 = 1,
+  kStateIndicesInt32 = 2,
+  kFinalStateIndicesInt32 = 4,
+  kCheckpointOffsetsInt32 = 8,
+};
+
 struct FwdKernelParams {
   const void* q;      // bf16 [rows, H, 128]   (rows = B * T)
   const void* k;
@@ -29,8 +38,21 @@ struct FwdKernelParams {
   void* final_state;
   StateKind initial_kind;
   StateKind final_kind;
-  const int64_t* cu_seqlens;  // [N + 1] or null (fixed length)
+  const void* cu_seqlens;     // [N + 1] int64 or int32 (kCuSeqlensInt32), or null (fixed length)
   const int32_t* status;      // device status word written by the cu_seqlens check, or null
+  // Serving: state pools by slot, checkpoints (docs/kda.md); null / 0 when unused.
+  const void* state_indices;        // [N]: slot of sequence n in the state pools; < 0 = padding
+  const void* final_state_indices;  // [N] or null: slot the final state goes to (< 0: none)
+  const uint8_t* zero_start;        // [N] or null: nonzero = start from zeros
+  void* checkpoints;                // [checkpoint_rows, H, 128 (v), 128 (k)] or null
+  const void* checkpoint_offsets;   // [N + 1]: first checkpoint row of each sequence
+  StateKind checkpoint_kind;
+  int checkpoint_chunks;            // checkpoint_interval / kChunk; 0 = no checkpoints
+  int64_t initial_slots;            // first dims of the states (bounds of defensive reads)
+  int64_t final_slots;
+  int64_t checkpoint_rows;
+  uint32_t int32_indices;           // IndexBits of the index arrays stored as int32
+  int64_t beta_stride_b, beta_stride_t, beta_stride_h;  // beta [B, T, H], in elements
   int64_t seq_len;            // T when fixed length
   int64_t total_rows;         // B * T
   int heads;

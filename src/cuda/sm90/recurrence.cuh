@@ -25,20 +25,20 @@ struct Recurrence {
   const int warp;  // 0 .. kBV/16 - 1
   const int lane;
 
-  // Row of the global state this lane's accumulator element e belongs to.
-  __device__ int64_t state_row(int e) const {
+  // Row of state[slot] (a [*, H, 128, 128] tensor) this lane's accumulator element e belongs to.
+  __device__ int64_t state_row(int64_t slot, int e) const {
     const int v = w.vblock * kBV + warp * 16 + (lane >> 2) + (e >> 1) * 8;
-    return (int64_t(w.sequence) * p.heads + w.head) * kDim + v;
+    return (slot * p.heads + w.head) * kDim + v;
   }
 
   __device__ void load_state(FragC (&S)[kNTiles]) const {
-    if (p.initial_kind == StateKind::kNone) return;  // zeros
+    if (w.read_slot < 0) return;  // zeros
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt) {
       const int col = nt * 8 + 2 * (lane & 3);
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const int64_t off = state_row(2 * half) * kDim + col;
+        const int64_t off = state_row(w.read_slot, 2 * half) * kDim + col;
         float2 v;
         if (p.initial_kind == StateKind::kFloat32) {
           v = *reinterpret_cast<const float2*>(static_cast<const float*>(p.initial_state) + off);
@@ -51,121 +51,138 @@ struct Recurrence {
     }
   }
 
-  __device__ void store_state(const FragC (&S)[kNTiles]) const {
-    if (p.final_kind == StateKind::kNone) return;
+  // Writes this warp's rows of S to dst[slot] (final state or a checkpoint).
+  __device__ void store_state(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt) {
       const int col = nt * 8 + 2 * (lane & 3);
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const int64_t off = state_row(2 * half) * kDim + col;
+        const int64_t off = state_row(slot, 2 * half) * kDim + col;
         const float x0 = S[nt].x[2 * half], x1 = S[nt].x[2 * half + 1];
-        if (p.final_kind == StateKind::kFloat32) {
-          *reinterpret_cast<float2*>(static_cast<float*>(p.final_state) + off) = make_float2(x0, x1);
+        if (kind == StateKind::kFloat32) {
+          *reinterpret_cast<float2*>(static_cast<float*>(dst) + off) = make_float2(x0, x1);
         } else {
-          *reinterpret_cast<uint32_t*>(static_cast<bf16*>(p.final_state) + off) = pack_bf16x2(x0, x1);
+          *reinterpret_cast<uint32_t*>(static_cast<bf16*>(dst) + off) = pack_bf16x2(x0, x1);
         }
       }
     }
+  }
+
+  // One chunk: consume prepped stage c % kStages, update S, store the output tile.
+  __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, const LaneRowCol& ar,
+                                             const LaneRowCol& br, int qid) const {
+    const int stage = c % kStages;
+    wait_barrier(&s.prepped_full[stage], (c / kStages) & 1);
+    auto& in = s.prepped[stage];
+
+    // P = S·[W; qd]ᵀ: pw (tokens 0-7, 8-15 of W), pq (of qd)
+    FragC pw[2], pq[2];
+#pragma unroll
+    for (int ks = 0; ks < kDim / 16; ++ks) {
+      FragA a;
+      a.x[0] = pack_bf16x2(S[2 * ks].x[0], S[2 * ks].x[1]);
+      a.x[1] = pack_bf16x2(S[2 * ks].x[2], S[2 * ks].x[3]);
+      a.x[2] = pack_bf16x2(S[2 * ks + 1].x[0], S[2 * ks + 1].x[1]);
+      a.x[3] = pack_bf16x2(S[2 * ks + 1].x[2], S[2 * ks + 1].x[3]);
+      uint32_t bw[4], bq[4];
+      ldsm_x4(&in.wq[swz128(br.row, 16 * ks + br.col)], bw);
+      ldsm_x4(&in.wq[swz128(kChunk + br.row, 16 * ks + br.col)], bq);
+      mma(pw[0], a, FragB{{bw[0], bw[1]}});
+      mma(pw[1], a, FragB{{bw[2], bw[3]}});
+      mma(pq[0], a, FragB{{bq[0], bq[1]}});
+      mma(pq[1], a, FragB{{bq[2], bq[3]}});
+    }
+
+    // Uᵀ = U0ᵀ − S·Wᵀ, then as bf16 A operands (k = tokens): hi for the
+    // state update, hi + lo for the output (the intra-chunk term has no
+    // fp32 state path to dilute its rounding).
+    const float4* u0_slice = reinterpret_cast<const float4*>(in.u0[warp][lane]);
+    const float4 u0a = u0_slice[0], u0b = u0_slice[1];
+    const float u[8] = {u0a.x - pw[0].x[0], u0a.y - pw[0].x[1], u0a.z - pw[0].x[2], u0a.w - pw[0].x[3],
+                        u0b.x - pw[1].x[0], u0b.y - pw[1].x[1], u0b.z - pw[1].x[2], u0b.w - pw[1].x[3]};
+    FragA ua, ua_lo;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      ua.x[r] = pack_bf16x2(u[2 * r], u[2 * r + 1]);
+      const float2 h = unpack_bf16x2(ua.x[r]);
+      ua_lo.x[r] = pack_bf16x2(u[2 * r] - h.x, u[2 * r + 1] - h.y);
+    }
+
+    // Oᵀ = qd·Sᵀ + Uᵀ·Mqkᵀ with U and Mqk each as bf16 hi + lo (lo·lo dropped)
+    {
+      uint32_t bm[4], bm_lo[4];
+      ldsm_x4(&in.mqk[swz16(br.row, br.col)], bm);
+      ldsm_x4(&in.mqk_lo[swz16(br.row, br.col)], bm_lo);
+#pragma unroll
+      for (int n = 0; n < 2; ++n) {
+        const FragB hi{{bm[2 * n], bm[2 * n + 1]}}, lo{{bm_lo[2 * n], bm_lo[2 * n + 1]}};
+        mma(pq[n], ua, hi);
+        mma(pq[n], ua_lo, hi);
+        mma(pq[n], ua, lo);
+      }
+    }
+
+    // S = S·diag(2^Γ) + Uᵀ·kr
+#pragma unroll
+    for (int cb = 0; cb < kDim / 16; ++cb) {
+      uint32_t bk[4];
+      ldsm_x4_trans(&in.kr[swz128(ar.row, 16 * cb + ar.col)], bk);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int nt = 2 * cb + h;
+        const float2 d = *reinterpret_cast<const float2*>(&in.decay[nt * 8 + 2 * qid]);
+        S[nt].x[0] *= d.x;
+        S[nt].x[1] *= d.y;
+        S[nt].x[2] *= d.x;
+        S[nt].x[3] *= d.y;
+        mma(S[nt], ua, FragB{{bk[2 * h], bk[2 * h + 1]}});
+      }
+    }
+    // Output tile [16 tokens][16 values]: stmatrix.trans into this warp's
+    // own (already read) u0 slice, then 16-byte stores; then release the stage.
+    bf16* staging = reinterpret_cast<bf16*>(&in.u0[warp][0][0]);  // 1 KB, this warp's alone
+    const uint32_t o[4] = {pack_bf16x2(pq[0].x[0], pq[0].x[1]), pack_bf16x2(pq[0].x[2], pq[0].x[3]),
+                           pack_bf16x2(pq[1].x[0], pq[1].x[1]), pack_bf16x2(pq[1].x[2], pq[1].x[3])};
+    __syncwarp();  // every lane has read its u0 fragment
+    stsm_x4_trans(&staging[br.row * 16 + br.col], o);
+    __syncwarp();
+    const int tok = lane >> 1;
+    if (tok < w.valid_rows(c)) {
+      const uint4 val = *reinterpret_cast<const uint4*>(&staging[tok * 16 + (lane & 1) * 8]);
+      const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + tok) + w.vblock * kBV +
+                          warp * 16 + (lane & 1) * 8;
+      *reinterpret_cast<uint4*>(static_cast<bf16*>(p.out) + off) = val;
+    }
+    __syncwarp();
+    Barrier::arrive(&s.prepped_empty[stage]);
   }
 
   __device__ void run() {
     FragC S[kNTiles];
     load_state(S);
     // The final state may alias the initial state: every CTA has read its
-    // rows above before anyone writes them below (disjoint rows per CTA).
+    // rows above before anyone writes them below (disjoint rows per CTA,
+    // and no sequence writes a slot another one reads: validated).
 
     const LaneRowCol ar = lane_a_order(lane), br = lane_b_order(lane);
     const int qid = lane & 3;
 
-    for (int c = 0; c < w.num_chunks; ++c) {
-      const int stage = c % kStages;
-      wait_barrier(&s.prepped_full[stage], (c / kStages) & 1);
-      auto& in = s.prepped[stage];
-
-      // P = S·[W; qd]ᵀ: pw (tokens 0-7, 8-15 of W), pq (of qd)
-      FragC pw[2], pq[2];
-#pragma unroll
-      for (int ks = 0; ks < kDim / 16; ++ks) {
-        FragA a;
-        a.x[0] = pack_bf16x2(S[2 * ks].x[0], S[2 * ks].x[1]);
-        a.x[1] = pack_bf16x2(S[2 * ks].x[2], S[2 * ks].x[3]);
-        a.x[2] = pack_bf16x2(S[2 * ks + 1].x[0], S[2 * ks + 1].x[1]);
-        a.x[3] = pack_bf16x2(S[2 * ks + 1].x[2], S[2 * ks + 1].x[3]);
-        uint32_t bw[4], bq[4];
-        ldsm_x4(&in.wq[swz128(br.row, 16 * ks + br.col)], bw);
-        ldsm_x4(&in.wq[swz128(kChunk + br.row, 16 * ks + br.col)], bq);
-        mma(pw[0], a, FragB{{bw[0], bw[1]}});
-        mma(pw[1], a, FragB{{bw[2], bw[3]}});
-        mma(pq[0], a, FragB{{bq[0], bq[1]}});
-        mma(pq[1], a, FragB{{bq[2], bq[3]}});
+    if (p.checkpoint_chunks == 0) {
+      for (int c = 0; c < w.num_chunks; ++c) chunk_step(S, c, ar, br, qid);
+    } else {
+      // Segments of checkpoint_chunks chunks; after each full one, the state
+      // goes to the next checkpoint row (outside the hot loop: a store inside
+      // it costs registers the recurrence needs).
+      for (int c = 0; c < w.num_chunks;) {
+        const int end = min(c + p.checkpoint_chunks, w.num_chunks);
+        for (; c < end; ++c) chunk_step(S, c, ar, br, qid);
+        if (int64_t(c) * kChunk <= w.length && c % p.checkpoint_chunks == 0)
+          store_state(S, p.checkpoints, p.checkpoint_kind, w.checkpoint_row0 + c / p.checkpoint_chunks - 1);
       }
-
-      // Uᵀ = U0ᵀ − S·Wᵀ, then as bf16 A operands (k = tokens): hi for the
-      // state update, hi + lo for the output (the intra-chunk term has no
-      // fp32 state path to dilute its rounding).
-      const float4* u0_slice = reinterpret_cast<const float4*>(in.u0[warp][lane]);
-      const float4 u0a = u0_slice[0], u0b = u0_slice[1];
-      const float u[8] = {u0a.x - pw[0].x[0], u0a.y - pw[0].x[1], u0a.z - pw[0].x[2], u0a.w - pw[0].x[3],
-                          u0b.x - pw[1].x[0], u0b.y - pw[1].x[1], u0b.z - pw[1].x[2], u0b.w - pw[1].x[3]};
-      FragA ua, ua_lo;
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        ua.x[r] = pack_bf16x2(u[2 * r], u[2 * r + 1]);
-        const float2 h = unpack_bf16x2(ua.x[r]);
-        ua_lo.x[r] = pack_bf16x2(u[2 * r] - h.x, u[2 * r + 1] - h.y);
-      }
-
-      // Oᵀ = qd·Sᵀ + Uᵀ·Mqkᵀ with U and Mqk each as bf16 hi + lo (lo·lo dropped)
-      {
-        uint32_t bm[4], bm_lo[4];
-        ldsm_x4(&in.mqk[swz16(br.row, br.col)], bm);
-        ldsm_x4(&in.mqk_lo[swz16(br.row, br.col)], bm_lo);
-#pragma unroll
-        for (int n = 0; n < 2; ++n) {
-          const FragB hi{{bm[2 * n], bm[2 * n + 1]}}, lo{{bm_lo[2 * n], bm_lo[2 * n + 1]}};
-          mma(pq[n], ua, hi);
-          mma(pq[n], ua_lo, hi);
-          mma(pq[n], ua, lo);
-        }
-      }
-
-      // S = S·diag(2^Γ) + Uᵀ·kr
-#pragma unroll
-      for (int cb = 0; cb < kDim / 16; ++cb) {
-        uint32_t bk[4];
-        ldsm_x4_trans(&in.kr[swz128(ar.row, 16 * cb + ar.col)], bk);
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int nt = 2 * cb + h;
-          const float2 d = *reinterpret_cast<const float2*>(&in.decay[nt * 8 + 2 * qid]);
-          S[nt].x[0] *= d.x;
-          S[nt].x[1] *= d.y;
-          S[nt].x[2] *= d.x;
-          S[nt].x[3] *= d.y;
-          mma(S[nt], ua, FragB{{bk[2 * h], bk[2 * h + 1]}});
-        }
-      }
-      // Output tile [16 tokens][16 values]: stmatrix.trans into this warp's
-      // own (already read) u0 slice, then 16-byte stores; then release the stage.
-      bf16* staging = reinterpret_cast<bf16*>(&in.u0[warp][0][0]);  // 1 KB, this warp's alone
-      const uint32_t o[4] = {pack_bf16x2(pq[0].x[0], pq[0].x[1]), pack_bf16x2(pq[0].x[2], pq[0].x[3]),
-                             pack_bf16x2(pq[1].x[0], pq[1].x[1]), pack_bf16x2(pq[1].x[2], pq[1].x[3])};
-      __syncwarp();  // every lane has read its u0 fragment
-      stsm_x4_trans(&staging[br.row * 16 + br.col], o);
-      __syncwarp();
-      const int tok = lane >> 1;
-      if (tok < w.valid_rows(c)) {
-        const uint4 val = *reinterpret_cast<const uint4*>(&staging[tok * 16 + (lane & 1) * 8]);
-        const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + tok) + w.vblock * kBV +
-                            warp * 16 + (lane & 1) * 8;
-        *reinterpret_cast<uint4*>(static_cast<bf16*>(p.out) + off) = val;
-      }
-      __syncwarp();
-      Barrier::arrive(&s.prepped_empty[stage]);
     }
 
-    store_state(S);
+    if (w.write_slot >= 0) store_state(S, p.final_state, p.final_kind, w.write_slot);
   }
 };
 

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Serving benchmark: slot-indexed state pools and checkpoints (issue #7).
+
+A serving-like prefill: N sequences x L tokens packed (varlen, int64
+cu_seqlens), H heads, K=V=128, fp32 states in a pool of P = 2N slots
+(random slot permutation), lower_bound=-5. Per case, the variants:
+
+  plain        fwd with dense [N] initial / final states (in place): the baseline
+  slots        fwd with the pool and state_indices, in place (target <= 1.03 x plain)
+  gather       torch gather (pool[idx]) -> plain fwd -> scatter (pool[idx] = ...):
+               what serving engines do today
+  slots+ckpt   slots + fp32 checkpoints every 64 tokens (target <= 1.10 x slots)
+  slots+ckpt16 slots + bf16 checkpoints every 64 tokens
+
+Each: warm-up (>= 10 calls), then the median of --repeats calls, each timed
+with its own CUDA events.
+
+    python3 bench/bench_state_pool.py [--heads 32,64] [--seqs 64] [--len 512]
+                                      [--repeats 100] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+D = 128
+
+
+def time_calls(fn, repeats: int, torch) -> float:
+    for _ in range(10):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def run_case(H: int, N: int, L: int, repeats: int, interval: int, torch, flash_kda) -> dict:
+    dev = "cuda"
+    T = N * L
+    P = 2 * N
+    gen = torch.Generator(device="cpu").manual_seed(H * 1000 + N)
+
+    def randn(*shape, dtype=torch.bfloat16, std=1.0):
+        return (torch.randn(shape, generator=gen) * std).to(dtype).to(dev)
+
+    q, k, v, g = (randn(1, T, H, D) for _ in range(4))
+    beta = randn(1, T, H)
+    A_log = randn(H, dtype=torch.float32)
+    dt_bias = randn(H, D, dtype=torch.float32)
+    out = torch.empty((1, T, H, D), dtype=torch.bfloat16, device=dev)
+    cu = torch.arange(0, T + 1, L, dtype=torch.int64, device=dev)
+    pool = randn(P, H, D, D, dtype=torch.float32, std=0.1)
+    idx = torch.randperm(P, generator=gen)[:N].to(dev)
+    dense = pool[idx].contiguous()
+    per_seq = L // interval
+    offsets = torch.arange(0, N * per_seq + 1, per_seq, dtype=torch.int64, device=dev)
+    ckpt32 = torch.empty((N * per_seq, H, D, D), dtype=torch.float32, device=dev)
+    ckpt16 = torch.empty((N * per_seq, H, D, D), dtype=torch.bfloat16, device=dev)
+    scale = D ** -0.5
+
+    def fwd(**kw):
+        flash_kda.fwd(q, k, v, g, beta, scale, out, A_log=A_log, dt_bias=dt_bias, lower_bound=-5.0,
+                      cu_seqlens=cu, **kw)
+
+    def plain():
+        fwd(initial_state=dense, final_state=dense)
+
+    def slots():
+        fwd(initial_state=pool, final_state=pool, state_indices=idx)
+
+    def gather():
+        h = pool.index_select(0, idx)
+        fwd(initial_state=h, final_state=h)
+        pool.index_copy_(0, idx, h)
+
+    def slots_ckpt():
+        fwd(initial_state=pool, final_state=pool, state_indices=idx, checkpoints=ckpt32,
+            checkpoint_offsets=offsets, checkpoint_interval=interval)
+
+    def slots_ckpt16():
+        fwd(initial_state=pool, final_state=pool, state_indices=idx, checkpoints=ckpt16,
+            checkpoint_offsets=offsets, checkpoint_interval=interval)
+
+    variants = {"plain": plain, "slots": slots, "gather": gather, "slots+ckpt": slots_ckpt,
+                "slots+ckpt16": slots_ckpt16}
+    ms = {name: time_calls(fn, repeats, torch) for name, fn in variants.items()}
+    return {
+        "case": f"H{H} varlen {N}x{L} P={P}",
+        "H": H, "N": N, "L": L, "P": P, "checkpoint_interval": interval,
+        "ms": ms,
+        "slots_over_plain": ms["slots"] / ms["plain"],
+        "gather_over_plain": ms["gather"] / ms["plain"],
+        "ckpt_over_slots": ms["slots+ckpt"] / ms["slots"],
+        "ckpt16_over_slots": ms["slots+ckpt16"] / ms["slots"],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--heads", default="32,64")
+    ap.add_argument("--seqs", type=int, default=64)
+    ap.add_argument("--len", type=int, default=512)
+    ap.add_argument("--interval", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    import torch
+
+    import flash_kda
+
+    if not torch.cuda.is_available() or not flash_kda.cuda_available():
+        print("bench_state_pool: no CUDA device with flash_kda kernels; nothing measured")
+        return 0
+    results = []
+    print(f"{'case':28s} {'plain':>8s} {'slots':>8s} {'gather':>8s} {'+ckpt':>8s} {'+ckpt16':>8s}"
+          f" {'slots/plain':>12s} {'gather/plain':>13s} {'ckpt/slots':>11s}")
+    for H in (int(h) for h in args.heads.split(",")):
+        r = run_case(H, args.seqs, args.len, args.repeats, args.interval, torch, flash_kda)
+        results.append(r)
+        ms = r["ms"]
+        print(f"{r['case']:28s} {ms['plain']:8.3f} {ms['slots']:8.3f} {ms['gather']:8.3f}"
+              f" {ms['slots+ckpt']:8.3f} {ms['slots+ckpt16']:8.3f} {r['slots_over_plain']:12.3f}"
+              f" {r['gather_over_plain']:13.3f} {r['ckpt_over_slots']:11.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "cases": results}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
