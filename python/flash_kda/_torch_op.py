@@ -39,13 +39,16 @@ def register(eager_fwd: Callable[..., None]):
         initial_state: Optional[Tensor],
         final_state: Optional[Tensor],
         cu_seqlens: Optional[Tensor],
-        state_indices: Optional[Tensor] = None,
-        final_state_indices: Optional[Tensor] = None,
-        zero_start: Optional[Tensor] = None,
-        checkpoints: Optional[Tensor] = None,
-        checkpoint_offsets: Optional[Tensor] = None,
-        checkpoint_interval: int = 0,
-        gate: Optional[str] = None,
+        # No defaults on purpose: PyTorch (2.11) drops trailing arguments equal
+        # to their defaults when it re-boxes a call, and then cannot find the
+        # mutated `checkpoints` by index. Every caller passes all of them.
+        state_indices: Optional[Tensor],
+        final_state_indices: Optional[Tensor],
+        zero_start: Optional[Tensor],
+        checkpoints: Optional[Tensor],
+        checkpoint_offsets: Optional[Tensor],
+        checkpoint_interval: int,
+        gate: Optional[str],
     ) -> None:
         eager_fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
                   initial_state, final_state, cu_seqlens, state_indices=state_indices,
@@ -55,9 +58,8 @@ def register(eager_fwd: Callable[..., None]):
 
     @fwd_op.register_fake
     def _(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-          initial_state, final_state, cu_seqlens, state_indices=None,
-          final_state_indices=None, zero_start=None, checkpoints=None,
-          checkpoint_offsets=None, checkpoint_interval=0, gate=None) -> None:
+          initial_state, final_state, cu_seqlens, state_indices, final_state_indices,
+          zero_start, checkpoints, checkpoint_offsets, checkpoint_interval, gate) -> None:
         return None
 
     op = torch.ops.flash_kda.fwd

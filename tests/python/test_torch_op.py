@@ -18,7 +18,8 @@ from test_torch_cpu import _torch_problem  # noqa: E402
 def _args(t, out, final, initial=None):
     return (t["q"], t["k"], t["v"], t["g"], t["beta"], float(t["scale"]), out, t["A_log"],
             t["dt_bias"], float(t["lower_bound"]), t["initial_state"] if initial is None else initial,
-            final, t["cu_seqlens"])
+            final, t["cu_seqlens"],
+            None, None, None, None, None, 0, None)  # serving arguments and gate: all passed (no defaults)
 
 
 def test_op_is_registered_and_passes_opcheck(problem_factory):
