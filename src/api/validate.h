@@ -18,6 +18,10 @@ FwdShape validate(const FwdParams& params, const ValidatePolicy& policy);
 // decreases, ends at `total_tokens`. Throws Error naming "cu_seqlens".
 void validate_cu_seqlens_contents(const int64_t* cu_seqlens, int64_t count, int64_t total_tokens);
 
+// Preconditions of `decode` (and, with allow_wide_outputs, reference_decode);
+// on host tensors also the contents of state_indices and cu_seqlens.
+DecodeShape validate_decode(const DecodeParams& params, const ValidatePolicy& policy);
+
 [[noreturn]] void fail(ErrorKind kind, const std::string& argument, const std::string& message);
 
 }  // namespace flash_kda::detail
