@@ -10,10 +10,11 @@
 # 4. pytest tests/python tests/gpu (FLASH_KDA_RESULTS_DIR=$OUT -> accuracy.json)
 # 5. compute-sanitizer memcheck + racecheck on bench/sanitize_case.py
 # 6. bench/bench_fwd.py --json $OUT/bench.json
+# 6b. bench/bench_decode.py --json $OUT/decode_bench.json (own time budget)
 # 7. $OUT/results.md (printed last)
 #
 # Files left in $OUT (at most 8 come back): results.md, build.log, cpp.log,
-# pytest.log, accuracy.json, sanitizer.log, bench.json.
+# pytest.log, accuracy.json, sanitizer.log, bench.json, decode_bench.json.
 #
 # Environment:
 #   SKIP_BUILD=1 SKIP_TESTS=1 SKIP_SANITIZER=1 SKIP_BENCH=1   skip a step
@@ -21,6 +22,10 @@
 #   PYTEST_PATHS     replaces the default "tests/python tests/gpu"
 #   BENCH_CASES      bench case filter (bench_fwd.py --cases), e.g. "H96 T8192,varlen6"
 #   BENCH_ARGS       extra bench_fwd.py arguments, e.g. "--repeats 300 --no-fla"
+#   SKIP_DECODE_BENCH=1   skip the decode benchmark (6b)
+#   DECODE_BENCH_BUDGET_S seconds reserved for it (default 150; taken from the fwd bench's share)
+#   DECODE_BENCH_CASES    decode bench case filter (bench_decode.py --cases), e.g. "bw,N64 t1"
+#   DECODE_BENCH_ARGS     extra bench_decode.py arguments, e.g. "--no-fla"
 #   SANITIZER_TOOLS  default "memcheck racecheck" (add synccheck / initcheck)
 #   FLASH_KDA_CUDA_ARCHS  default 90a
 #   FLASH_KDA_CPP_TESTS   1 / 0 forces the C++ tests on / off (default: when gtest.h is found)
@@ -209,6 +214,7 @@ else
   t=$SECONDS
   rem=$(remaining)
   budget=$((rem - 120))
+  [[ "${SKIP_DECODE_BENCH:-0}" != 1 ]] && budget=$((budget - ${DECODE_BENCH_BUDGET_S:-150}))
   ((budget < 20)) && budget=20
   echo "time left ${rem}s: bench starts no new case after ${budget}s"
   # shellcheck disable=SC2086
@@ -218,6 +224,24 @@ else
   if [[ $rc == 0 ]]; then record bench PASS $((SECONDS - t)) "bench.json"
   elif [[ $rc == 124 ]]; then record bench FAIL $((SECONDS - t)) "timed out (bench.json holds the cases done)"
   else record bench FAIL $((SECONDS - t)) "exit $rc"; fi
+fi
+
+# ---------------------------------------------------------------------------------
+section "6b. decode benchmark"
+if [[ "${SKIP_DECODE_BENCH:-0}" == 1 ]]; then
+  record decode_bench SKIP 0 "SKIP_DECODE_BENCH=1"
+else
+  t=$SECONDS
+  dbudget=$(clamp "${DECODE_BENCH_BUDGET_S:-150}" 45)
+  echo "decode bench: starts no new case after $((dbudget - 30))s"
+  # shellcheck disable=SC2086
+  timeout "$dbudget" python3 bench/bench_decode.py --json "$OUT/decode_bench.json" \
+    --time-budget "$((dbudget - 30))" ${DECODE_BENCH_CASES:+--cases "$DECODE_BENCH_CASES"} \
+    ${DECODE_BENCH_ARGS:-} 2>&1 | tee "$WORK/decode_bench.log"
+  rc=${PIPESTATUS[0]}
+  if [[ $rc == 0 ]]; then record decode_bench PASS $((SECONDS - t)) "decode_bench.json"
+  elif [[ $rc == 124 ]]; then record decode_bench FAIL $((SECONDS - t)) "timed out (decode_bench.json holds the cases done)"
+  else record decode_bench FAIL $((SECONDS - t)) "exit $rc"; fi
 fi
 
 # ---------------------------------------------------------------------------------

@@ -178,6 +178,22 @@ def bench_section(path: str) -> list:
     return out
 
 
+def decode_bench_section(path: str) -> list:
+    """The decode benchmark (bench/bench_decode.py --json OUT/decode_bench.json)."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except Exception:
+        return ["(no decode_bench.json)"]
+    sys.path.insert(0, HERE)
+    try:
+        from bench_decode import format_table as format_decode_table
+    except Exception as e:  # pragma: no cover
+        return [f"(cannot format decode_bench.json: {e})"]
+    return ["```", format_decode_table(data), "```", "",
+            f"decode bench wall time {data.get('wall_s', '?')} s"]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
@@ -227,6 +243,10 @@ def main(argv=None) -> int:
     md.append("## Benchmark")
     md.append("")
     md.extend(bench_section(os.path.join(out_dir, "bench.json")))
+    md.append("")
+    md.append("## Decode benchmark")
+    md.append("")
+    md.extend(decode_bench_section(os.path.join(out_dir, "decode_bench.json")))
     md.append("")
     text = "\n".join(md)
     path = args.md or os.path.join(out_dir, "results.md")
