@@ -120,7 +120,8 @@ __device__ __forceinline__ void prepare_token(const DecodeKernelParams& p, Token
   const float4 q = load_bf16x4(p.q, base);
   const float4 k = load_bf16x4(p.k, base);
   const float4 g = load_bf16x4(p.g, base);
-  const float4 bias = reinterpret_cast<const float4*>(p.dt_bias + int64_t(head) * kHeadDim)[lane];
+  const float* bias_row = p.dt_bias + int64_t(head) * kHeadDim + 4 * lane;  // 4-byte aligned only
+  const float4 bias = make_float4(bias_row[0], bias_row[1], bias_row[2], bias_row[3]);
   const float q_norm = warp_sum(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w);
   const float k_norm = warp_sum(k.x * k.x + k.y * k.y + k.z * k.z + k.w * k.w);
   const float eps = float(kL2NormEps);
