@@ -18,7 +18,6 @@ import math
 
 import pytest
 
-import kda_cases
 from kda_cases import DEVICE, HEAD_DIM, rel_l2, sync, torch
 
 TOL = 5e-3
@@ -103,11 +102,11 @@ def reference(inp):
     host = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in inp.items()}
     out = torch.full(tuple(inp["v"].shape), math.nan, dtype=torch.float64)
     pool = host["state"].double().clone()
-    call(kda_cases_flash().reference_decode, host, out, pool)
+    call(_flash_kda().reference_decode, host, out, pool)
     return out, pool
 
 
-def kda_cases_flash():
+def _flash_kda():
     import flash_kda
     return flash_kda
 
@@ -116,7 +115,7 @@ def run(inp):
     """decode on the inputs' device: (out poisoned then written, pool copy after)."""
     out = torch.full(tuple(inp["v"].shape), math.nan, dtype=torch.bfloat16, device=inp["q"].device)
     pool = inp["state"].clone()
-    call(kda_cases_flash().decode, inp, out, pool)
+    call(_flash_kda().decode, inp, out, pool)
     sync()
     return out, pool
 
@@ -195,7 +194,7 @@ def test_many_sequences_and_heads():
 
 def test_repeated_steps_carry_the_state():
     # Three decode calls in a row on one pool equal one call of the concatenated tokens.
-    flash_kda = kda_cases_flash()
+    flash_kda = _flash_kda()
     steps = [make_inputs([2] * 5, H=2, P=9, seed=20 + i) for i in range(3)]
     for s in steps[1:]:
         s["state"], s["state_indices"] = steps[0]["state"], steps[0]["state_indices"]
@@ -222,7 +221,7 @@ def test_repeated_steps_carry_the_state():
 @pytest.mark.parametrize("t", [1, 2, 4, 8])
 def test_prefill_then_decode_matches_fwd(t):
     """fwd over T - t tokens, then decode of the last t from the pool, vs fwd over T."""
-    flash_kda = kda_cases_flash()
+    flash_kda = _flash_kda()
     N, H, T, P = 4, 4, 40, 7
     full = make_inputs([T] * N, H=H, P=P, seed=300 + t)
     dev = full["q"].device
@@ -263,7 +262,7 @@ def _cuda_only():
 @pytest.mark.parametrize("packed", [False, True])
 def test_cuda_graph_capture_and_replay(packed):
     _cuda_only()
-    flash_kda = kda_cases_flash()
+    flash_kda = _flash_kda()
     lengths = [3, 1, 8, 2, 4] if packed else [4] * 5
     static = make_inputs(lengths, H=4, P=12, packed=packed, padding=(1,), seed=41)
     pool = static["state"].clone()
@@ -289,7 +288,7 @@ def test_cuda_graph_capture_and_replay(packed):
 
 
 def _poisoned_call(inp, state_indices=None, cu_seqlens="same"):
-    flash_kda = kda_cases_flash()
+    flash_kda = _flash_kda()
     out = torch.full(tuple(inp["v"].shape), math.nan, dtype=torch.bfloat16, device=inp["q"].device)
     out.zero_()  # a call that writes nothing would leave zeros, not NaN
     pool = inp["state"].clone()

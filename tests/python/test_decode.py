@@ -78,7 +78,6 @@ def test_fp64_state_and_fp32_out_only_for_the_oracle():
 
 @pytest.mark.parametrize("fn", FNS)
 def test_shapes_and_token_counts(fn):
-    base = make()
     assert "[P, H, V, K]" in refuse(ValueError, "state", fn, state=np.zeros((6, 3, D, D), np.float32))
     assert "[N]" in refuse(ValueError, "state_indices", fn, state_indices=np.arange(2))
     big = make(N=3, t=9)
