@@ -24,8 +24,6 @@ TOL = 5e-3
 TOL_PER_SEQUENCE = 1e-2
 SCALE = HEAD_DIM ** -0.5
 
-pytestmark = pytest.mark.requires_cuda
-
 
 def _dtype(name):
     return {"bf16": torch.bfloat16, "fp32": torch.float32, "int32": torch.int32,
