@@ -9,11 +9,12 @@
 #    sm_90a); C++ GoogleTest suites with ctest when GoogleTest is there
 # 4. pytest tests/python tests/gpu (FLASH_KDA_RESULTS_DIR=$OUT -> accuracy.json)
 # 5. compute-sanitizer memcheck + racecheck on bench/sanitize_case.py
-# 6. bench/bench_fwd.py --json $OUT/bench.json; bench/bench_state_pool.py --json $OUT/pool_bench.json
-# 7. $OUT/results.md (printed last)
-#
-# Files left in $OUT (at most 8 come back): results.md, build.log, cpp.log,
-# pytest.log, accuracy.json, sanitizer.log, bench.json, pool_bench.json.
+# 6. bench/bench_fwd.py --json $OUT/bench.json (FlashKDA's gate), then --gate softplus
+#    --json $OUT/bench_softplus.json (SOFTPLUS_BENCH_CASES); bench/bench_state_pool.py
+#    --json $OUT/pool_bench.json; bench/bench_decode.py --json $OUT/decode_bench.json;
+#    bench/bench_host_overhead.py --json $OUT/host_overhead.json
+# 7. $OUT/results.md (printed last); every log and JSON also packed into $OUT/raw.tar.gz
+#    (at most 8 files come back: results.md, raw.tar.gz and the main ones)
 #
 # Environment:
 #   SKIP_BUILD=1 SKIP_TESTS=1 SKIP_SANITIZER=1 SKIP_BENCH=1   skip a step
@@ -22,6 +23,10 @@
 #   PYTEST_PATHS     replaces the default "tests/python tests/gpu"
 #   BENCH_CASES      bench case filter (bench_fwd.py --cases), e.g. "H96 T8192,varlen6"
 #   BENCH_ARGS       extra bench_fwd.py arguments, e.g. "--repeats 300 --no-fla"
+#   SKIP_DECODE_BENCH=1   skip the decode benchmark (6b)
+#   DECODE_BENCH_BUDGET_S seconds reserved for it (default 150; taken from the fwd bench's share)
+#   DECODE_BENCH_CASES    decode bench case filter (bench_decode.py --cases), e.g. "bw,N64 t1"
+#   DECODE_BENCH_ARGS     extra bench_decode.py arguments, e.g. "--no-fla"
 #   SANITIZER_TOOLS  default "memcheck racecheck" (add synccheck / initcheck)
 #   FLASH_KDA_CUDA_ARCHS  default 90a
 #   FLASH_KDA_CPP_TESTS   1 / 0 forces the C++ tests on / off (default: when gtest.h is found)
@@ -210,6 +215,7 @@ else
   t=$SECONDS
   rem=$(remaining)
   budget=$((rem - 120))
+  [[ "${SKIP_DECODE_BENCH:-0}" != 1 ]] && budget=$((budget - ${DECODE_BENCH_BUDGET_S:-150}))
   ((budget < 20)) && budget=20
   echo "time left ${rem}s: bench starts no new case after ${budget}s"
   # shellcheck disable=SC2086
@@ -219,6 +225,22 @@ else
   if [[ $rc == 0 ]]; then record bench PASS $((SECONDS - t)) "bench.json"
   elif [[ $rc == 124 ]]; then record bench FAIL $((SECONDS - t)) "timed out (bench.json holds the cases done)"
   else record bench FAIL $((SECONDS - t)) "exit $rc"; fi
+fi
+
+section "6a. benchmark with the softplus gate (issue #8)"
+if [[ "${SKIP_SOFTPLUS_BENCH:-0}" == 1 ]]; then
+  record softplus_bench SKIP 0 "SKIP_SOFTPLUS_BENCH=1"
+else
+  t=$SECONDS
+  sbudget=$(clamp "${SOFTPLUS_BENCH_BUDGET_S:-200}" 60)
+  # shellcheck disable=SC2086
+  timeout "$sbudget" python3 bench/bench_fwd.py --gate softplus --json "$OUT/bench_softplus.json" \
+    --time-budget "$((sbudget - 60))" --cases "${SOFTPLUS_BENCH_CASES:-H96 T8192,H64 T8192,H96 varlen6}" \
+    ${BENCH_ARGS:-} 2>&1 | tee -a "$WORK/bench.log"
+  rc=${PIPESTATUS[0]}
+  if [[ $rc == 0 ]]; then record softplus_bench PASS $((SECONDS - t)) "bench_softplus.json"
+  elif [[ $rc == 124 ]]; then record softplus_bench FAIL $((SECONDS - t)) "timed out (bench_softplus.json holds the cases done)"
+  else record softplus_bench FAIL $((SECONDS - t)) "exit $rc"; fi
 fi
 
 section "6b. state-pool benchmark"
@@ -233,6 +255,35 @@ else
 fi
 
 # ---------------------------------------------------------------------------------
+section "6c. decode benchmark"
+if [[ "${SKIP_DECODE_BENCH:-0}" == 1 ]]; then
+  record decode_bench SKIP 0 "SKIP_DECODE_BENCH=1"
+else
+  t=$SECONDS
+  dbudget=$(clamp "${DECODE_BENCH_BUDGET_S:-150}" 45)
+  echo "decode bench: starts no new case after $((dbudget - 30))s"
+  # shellcheck disable=SC2086
+  timeout "$dbudget" python3 bench/bench_decode.py --json "$OUT/decode_bench.json" \
+    --time-budget "$((dbudget - 30))" ${DECODE_BENCH_CASES:+--cases "$DECODE_BENCH_CASES"} \
+    ${DECODE_BENCH_ARGS:-} 2>&1 | tee "$WORK/decode_bench.log"
+  rc=${PIPESTATUS[0]}
+  if [[ $rc == 0 ]]; then record decode_bench PASS $((SECONDS - t)) "decode_bench.json"
+  elif [[ $rc == 124 ]]; then record decode_bench FAIL $((SECONDS - t)) "timed out (decode_bench.json holds the cases done)"
+  else record decode_bench FAIL $((SECONDS - t)) "exit $rc"; fi
+fi
+
+section "6d. host overhead of an eager call (issue #5)"
+if [[ "${SKIP_HOST_BENCH:-0}" == 1 ]]; then
+  record host_overhead SKIP 0 "SKIP_HOST_BENCH=1"
+else
+  t=$SECONDS
+  timeout "$(clamp 90 20)" python3 bench/bench_host_overhead.py --json "$OUT/host_overhead.json" 2>&1 | tee -a "$WORK/bench.log"
+  rc=${PIPESTATUS[0]}
+  if [[ $rc == 0 ]]; then record host_overhead PASS $((SECONDS - t)) "host_overhead.json"
+  else record host_overhead FAIL $((SECONDS - t)) "exit $rc"; fi
+fi
+
+# ---------------------------------------------------------------------------------
 section "7. results"
 for f in "$OUT"/*.log; do  # what comes back is at most 16 MiB a file
   [[ -f $f ]] || continue
@@ -242,6 +293,10 @@ for f in "$OUT"/*.log; do  # what comes back is at most 16 MiB a file
 done
 python3 bench/write_results.py --out "$OUT" --steps "$STEPS" --repo "$REPO" --elapsed $((SECONDS - START))
 rc=$?
+# At most 8 files come back: everything also goes into raw.tar.gz, and the
+# secondary files leave $OUT (results.md, raw.tar.gz and the main JSONs stay).
+(cd "$OUT" && tar czf raw.tar.gz --exclude raw.tar.gz ./*.log ./*.json 2>/dev/null &&
+  rm -f build.log cpp.log sanitizer.log pytest.log pool_bench.json host_overhead.json) || true
 echo
 cat "$OUT/results.md" 2>/dev/null || echo "results.md was not written"
 rm -rf "$WORK"

@@ -5,7 +5,8 @@
 
 Inputs are made on the host and copied to the device, so nearly every kernel
 the sanitizer sees is flash_kda's. Cases: varlen H=2 lengths [1, 17, 0, 40]
-with fp32 states (the required one), then B=2 T=19 H=2 with bf16 states.
+with fp32 states (the required one), then B=2 T=19 H=2 with bf16 states;
+then flash_kda.decode (see decode_cases).
 Outputs are NaN-poisoned; exits 1 if any output is left unwritten or differs
 from the float64 oracle by more than the accuracy bar, 2 if it cannot run.
 """
@@ -51,7 +52,43 @@ def main() -> int:
         except AssertionError as e:
             print(f"sanitize_case: MISMATCH {case.label()}: {e}")
             failed += 1
+    failed += decode_cases()
     return 1 if failed else 0
+
+
+def decode_cases() -> int:
+    """flash_kda.decode under the sanitizer: packed bf16 pool with padding rows,
+    fixed t=8 fp32 pool, and an index >= P (must poison, never touch memory
+    out of bounds). Returns the number of failures."""
+    try:
+        import test_gpu_decode as d
+    except Exception as e:  # pragma: no cover
+        print(f"sanitize_case: decode cases not run: {type(e).__name__}: {e}")
+        return 0 if not hasattr(flash_kda, "decode") else 1
+    failed = 0
+    cases = [
+        ("decode packed bf16", d.make_inputs([1, 8, 3, 2], H=2, P=6, state="bf16", packed=True,
+                                             padding=(2,), seed=5, device="cuda")),
+        ("decode fixed t=8 fp32", d.make_inputs([8] * 3, H=2, P=5, idx="int32", seed=6, device="cuda")),
+    ]
+    for name, inp in cases:
+        try:
+            out, pool = d.run(inp)
+            d.check_against_reference(inp, out, pool, name)
+            print(f"sanitize_case: OK {name}")
+        except AssertionError as e:
+            print(f"sanitize_case: MISMATCH {name}: {e}")
+            failed += 1
+    inp = d.make_inputs([2] * 3, H=2, P=4, seed=9, device="cuda")
+    bad = inp["state_indices"].clone()
+    bad[1] = 4  # == P
+    out, pool = d._poisoned_call(inp, state_indices=bad)
+    if not torch.isnan(d._flat(out)[2:4].float()).all():
+        print("sanitize_case: MISMATCH decode index >= P: outputs not NaN")
+        failed += 1
+    else:
+        print("sanitize_case: OK decode index >= P poisons")
+    return failed
 
 
 if __name__ == "__main__":

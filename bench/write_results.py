@@ -178,6 +178,59 @@ def bench_section(path: str) -> list:
     return out
 
 
+def decode_bench_section(path: str) -> list:
+    """The decode benchmark (bench/bench_decode.py --json OUT/decode_bench.json)."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except Exception:
+        return ["(no decode_bench.json)"]
+    sys.path.insert(0, HERE)
+    try:
+        from bench_decode import format_table as format_decode_table
+    except Exception as e:  # pragma: no cover
+        return [f"(cannot format decode_bench.json: {e})"]
+    return ["```", format_decode_table(data), "```", "",
+            f"decode bench wall time {data.get('wall_s', '?')} s"]
+
+
+def _load(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except Exception:
+        return None
+
+
+def pool_bench_section(path: str) -> list:
+    """bench/bench_state_pool.py: plain vs slot-indexed vs gather/scatter vs checkpoints."""
+    data = _load(path)
+    if not data:
+        return ["(no pool_bench.json)"]
+    out = ["| case | plain ms | slots ms | gather->fwd->scatter ms | slots + ckpt/64 ms | slots + ckpt/16 ms "
+           "| slots/plain | gather/plain | ckpt64/slots |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in data.get("cases", []):
+        ms = r["ms"]
+        out.append(f"| {r['case']} | {ms['plain']:.3f} | {ms['slots']:.3f} | {ms['gather']:.3f} | "
+                   f"{ms['slots+ckpt']:.3f} | {ms['slots+ckpt16']:.3f} | {r['slots_over_plain']:.3f} | "
+                   f"{r['gather_over_plain']:.3f} | {r['ckpt_over_slots']:.3f} |")
+    out += ["", "targets (issue #7): slots/plain <= 1.03, ckpt64/slots <= 1.10"]
+    return out
+
+
+def host_overhead_section(path: str) -> list:
+    """bench/bench_host_overhead.py: host cost of one eager call (issue #5: <= 20 us)."""
+    data = _load(path)
+    if not data:
+        return ["(no host_overhead.json)"]
+    out = [f"problem {data.get('problem', '?')}; torch {data.get('torch', '?')}", "",
+           "| call | enqueue us/call | kernel us | wall us/call | wall - kernel us |", "|---|---:|---:|---:|---:|"]
+    for name, m in data.get("cases", {}).items():
+        out.append(f"| {name} | {m['enqueue_us']:.1f} | {m['kernel_us']:.1f} | {m['wall_us']:.1f} | "
+                   f"{m['wall_minus_kernel_us']:.1f} |")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
@@ -227,6 +280,25 @@ def main(argv=None) -> int:
     md.append("## Benchmark")
     md.append("")
     md.extend(bench_section(os.path.join(out_dir, "bench.json")))
+    md.append("")
+    md.append("## Benchmark, softplus gate (issue #8; FLA with the same gate; aim: 2x FLA)")
+    md.append("")
+    if os.path.exists(os.path.join(out_dir, "bench_softplus.json")):
+        md.extend(bench_section(os.path.join(out_dir, "bench_softplus.json")))
+    else:
+        md.append("(no bench_softplus.json)")
+    md.append("")
+    md.append("## State-pool benchmark (issue #7)")
+    md.append("")
+    md.extend(pool_bench_section(os.path.join(out_dir, "pool_bench.json")))
+    md.append("")
+    md.append("## Host overhead (issue #5)")
+    md.append("")
+    md.extend(host_overhead_section(os.path.join(out_dir, "host_overhead.json")))
+    md.append("")
+    md.append("## Decode benchmark")
+    md.append("")
+    md.extend(decode_bench_section(os.path.join(out_dir, "decode_bench.json")))
     md.append("")
     text = "\n".join(md)
     path = args.md or os.path.join(out_dir, "results.md")

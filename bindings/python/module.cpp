@@ -471,6 +471,205 @@ bool has_exchange_api(nb::handle type) {
 
 }  // namespace
 
+// ---- decode (flash_kda::decode over a state pool) -------------------------------------
+namespace {
+
+constexpr ArgInfo kDecodeArgs[] = {
+    {"q", 4, false, false},          {"k", 4, false, false},
+    {"v", 4, false, false},          {"g", 4, false, false},
+    {"beta", 3, false, false},       {"out", 4, true, false},
+    {"A_log", 1, false, false},      {"dt_bias", 2, false, false},
+    {"state", 4, true, false},       {"state_indices", 1, false, false},
+    {"cu_seqlens", 1, false, true},
+};
+constexpr int kNumDecodeArgs = int(sizeof(kDecodeArgs) / sizeof(kDecodeArgs[0]));
+static_assert(kNumDecodeArgs <= kNumArgs, "Holder has a slot for every decode argument");
+enum DecodeArgIndex { kDecQ, kDecK, kDecV, kDecG, kDecBeta, kDecOut, kDecALog, kDecDtBias,
+                      kDecState, kDecIndices, kDecCu };
+
+// Converts `obj` for decode argument `idx` (same rules as convert_arg).
+flash_kda::TensorRef convert_decode_arg(nb::handle obj, int idx, bool uint16_is_bf16, Holder& hold) {
+  const ArgInfo& info = kDecodeArgs[idx];
+  flash_kda::TensorRef ref;
+  if (obj.is_none()) return ref;
+  if (const xapi::Api* api = xapi::lookup(Py_TYPE(obj.ptr()))) {
+    nb::dlpack::dltensor t;
+    if (api->dltensor_from_py_object_no_sync(obj.ptr(), &t) == 0) {
+      hold.api[idx] = api;
+      fill_ref(t.data, t.byte_offset, t.ndim, t.shape, t.strides, t.dtype,
+               t.device.device_type, t.device.device_id, info, uint16_is_bf16, ref);
+      return ref;
+    }
+    PyErr_Clear();
+  }
+  if (info.output) {
+    if (nb::try_cast(obj, hold.outputs[idx], /*convert=*/false)) {
+      fill_ref(hold.outputs[idx], info, uint16_is_bf16, ref);
+      return ref;
+    }
+    nb::ndarray<nb::ro> ro;
+    if (nb::try_cast(obj, ro, false))
+      raise_with_argument(PyExc_ValueError, info.name,
+                          std::string(info.name) +
+                              ": is read-only; expected a writable tensor (written in place)");
+    raise_not_a_tensor(obj, info.name, info.optional);
+  }
+  if (!nb::try_cast(obj, hold.inputs[idx], /*convert=*/false))
+    raise_not_a_tensor(obj, info.name, info.optional);
+  fill_ref(hold.inputs[idx], info, uint16_is_bf16, ref);
+  return ref;
+}
+
+#define FLASH_KDA_DECODE_ARGS                                                              \
+  nb::handle q, nb::handle k, nb::handle v, nb::handle g, nb::handle beta, double scale,   \
+      nb::handle out, nb::handle A_log, nb::handle dt_bias, double lower_bound,            \
+      nb::handle state, nb::handle state_indices, nb::handle cu_seqlens
+#define FLASH_KDA_DECODE_PASS                                                              \
+  q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state, state_indices, cu_seqlens
+
+flash_kda::DecodeParams make_decode_params(FLASH_KDA_DECODE_ARGS,
+                                           const std::vector<std::string>& bf16, Holder& hold) {
+  uint32_t mask = 0;
+  for (const std::string& n : bf16) {
+    bool found = false;
+    for (int i = 0; i < kNumDecodeArgs; ++i)
+      if (n == kDecodeArgs[i].name) {
+        mask |= 1u << i;
+        found = true;
+      }
+    if (!found) throw nb::value_error(("bf16: unknown argument name '" + n + "'").c_str());
+  }
+  auto conv = [&](nb::handle obj, int idx) {
+    return convert_decode_arg(obj, idx, (mask >> idx) & 1u, hold);
+  };
+  flash_kda::DecodeParams p;
+  p.q = conv(q, kDecQ);
+  p.k = conv(k, kDecK);
+  p.v = conv(v, kDecV);
+  p.g = conv(g, kDecG);
+  p.beta = conv(beta, kDecBeta);
+  p.scale = scale;
+  p.out = conv(out, kDecOut);
+  p.A_log = conv(A_log, kDecALog);
+  p.dt_bias = conv(dt_bias, kDecDtBias);
+  p.lower_bound = lower_bound;
+  p.state = conv(state, kDecState);
+  p.state_indices = conv(state_indices, kDecIndices);
+  p.cu_seqlens = conv(cu_seqlens, kDecCu);
+  return p;
+}
+
+// The workspace of a CUDA call: a given tensor, made by a given allocator
+// (nbytes -> tensor), or made by q's framework through the exchange API.
+void acquire_workspace(nb::handle ws, size_t needed, const flash_kda::TensorRef& q,
+                       const xapi::Api* api, Holder& hold, void*& ptr, size_t& bytes) {
+  flash_kda::FwdParams qp;  // use_workspace reads q's device only
+  qp.q = q;
+  const bool is_allocator = !ws.is_none() && PyCallable_Check(ws.ptr());
+  if (!ws.is_none() && !is_allocator) {
+    use_workspace(ws, qp, hold, ptr, bytes);
+    return;
+  }
+  if (needed == 0) return;
+  if (is_allocator) {
+    hold.workspace_obj = ws(needed);
+    use_workspace(hold.workspace_obj, qp, hold, ptr, bytes);
+    return;
+  }
+  if (api == nullptr || api->managed_tensor_allocator == nullptr) return;  // decode reports it
+  int64_t shape[1] = {static_cast<int64_t>(needed)};
+  nb::dlpack::dltensor proto;
+  proto.ndim = 1;
+  proto.shape = shape;
+  proto.dtype = nb::dlpack::dtype{static_cast<uint8_t>(nb::dlpack::dtype_code::UInt), 8, 1};
+  proto.device = nb::dlpack::device{kDLCUDA, q.device_id};
+  std::string error;
+  if (api->managed_tensor_allocator(&proto, &hold.workspace_managed, &error, &xapi::set_error) != 0 ||
+      hold.workspace_managed == nullptr) {
+    hold.workspace_managed = nullptr;
+    if (PyErr_Occurred()) throw nb::python_error();
+    raise_with_argument(PyExc_RuntimeError, "workspace",
+                        "workspace: could not allocate " + std::to_string(needed) + " bytes: " + error);
+  }
+  const nb::dlpack::dltensor& t = hold.workspace_managed->dl_tensor;
+  ptr = static_cast<char*>(t.data) + t.byte_offset;
+  bytes = needed;
+}
+
+void py_decode(FLASH_KDA_DECODE_ARGS, nb::handle stream, nb::handle workspace,
+               const std::vector<std::string>& bf16) {
+  Holder hold;
+  const flash_kda::DecodeParams p = make_decode_params(FLASH_KDA_DECODE_PASS, bf16, hold);
+  const bool on_cuda = p.q.present() && p.q.device == flash_kda::DeviceType::kCUDA;
+  const xapi::Api* api = hold.api[kDecQ];
+  void* ws_ptr = nullptr;
+  size_t ws_bytes = 0;
+  cudaStream_t cuda_stream = nullptr;
+  try {
+    if (!stream.is_none()) {
+      cuda_stream = reinterpret_cast<cudaStream_t>(nb::cast<uintptr_t>(stream));
+    } else if (on_cuda && api != nullptr && api->current_work_stream != nullptr) {
+      void* s = nullptr;
+      if (api->current_work_stream(kDLCUDA, p.q.device_id, &s) != 0) throw nb::python_error();
+      cuda_stream = static_cast<cudaStream_t>(s);
+    }
+    if (on_cuda)
+      acquire_workspace(workspace, flash_kda::decode_workspace_size(p), p.q, api, hold, ws_ptr,
+                        ws_bytes);
+    nb::gil_scoped_release release;
+    flash_kda::decode(p, ws_ptr, ws_bytes, cuda_stream);
+  } catch (const flash_kda::Error& e) {
+    raise_error(e);
+  }
+}
+
+void py_reference_decode(FLASH_KDA_DECODE_ARGS, const std::vector<std::string>& bf16) {
+  Holder hold;
+  const flash_kda::DecodeParams p = make_decode_params(FLASH_KDA_DECODE_PASS, bf16, hold);
+  try {
+    nb::gil_scoped_release release;
+    flash_kda::reference_decode(p);
+  } catch (const flash_kda::Error& e) {
+    raise_error(e);
+  }
+}
+
+size_t py_decode_workspace_size(FLASH_KDA_DECODE_ARGS, const std::vector<std::string>& bf16) {
+  Holder hold;
+  const flash_kda::DecodeParams p = make_decode_params(FLASH_KDA_DECODE_PASS, bf16, hold);
+  try {
+    return flash_kda::decode_workspace_size(p);
+  } catch (const flash_kda::Error& e) {
+    raise_error(e);
+  }
+}
+
+}  // namespace
+
+#define FLASH_KDA_NB_DECODE_ARGS                                                           \
+  "q"_a.none(), "k"_a.none(), "v"_a.none(), "g"_a.none(), "beta"_a.none(), "scale"_a,      \
+      "out"_a.none(), "A_log"_a.none(), "dt_bias"_a.none(), "lower_bound"_a,               \
+      "state"_a.none(), "state_indices"_a.none(), "cu_seqlens"_a.none() = nb::none()
+
+// Registers decode, reference_decode and decode_workspace_size on the module.
+void register_decode(nb::module_& m) {
+  m.attr("decode_status_bad_cu_seqlens") = flash_kda::kDecodeStatusBadCuSeqlens;
+  m.attr("decode_status_duplicate_index") = flash_kda::kDecodeStatusDuplicateIndex;
+  m.attr("decode_status_index_out_of_range") = flash_kda::kDecodeStatusIndexOutOfRange;
+  m.attr("max_decode_tokens") = flash_kda::kMaxDecodeTokens;
+  m.def("decode", &py_decode, FLASH_KDA_NB_DECODE_ARGS, nb::kw_only(),
+        "stream"_a.none() = nb::none(), "workspace"_a.none() = nb::none(),
+        "bf16"_a = std::vector<std::string>(),
+        "One KDA decode step over a state pool (flash_kda::decode). Same conventions as fwd "
+        "for stream, workspace and bf16. The GIL is released during the call.");
+  m.def("decode_workspace_size", &py_decode_workspace_size, FLASH_KDA_NB_DECODE_ARGS,
+        nb::kw_only(), "bf16"_a = std::vector<std::string>(),
+        "Bytes of workspace decode needs (flash_kda::decode_workspace_size); validates.");
+  m.def("reference_decode", &py_reference_decode, FLASH_KDA_NB_DECODE_ARGS, nb::kw_only(),
+        "bf16"_a = std::vector<std::string>(),
+        "The float64 oracle of decode (flash_kda::reference_decode) on host tensors.");
+}
+
 // Every tensor argument accepts None here; missing required tensors are
 // reported by the validator ("q: required tensor is missing (got None)").
 #define FLASH_KDA_NB_ARGS                                                                  \
@@ -531,4 +730,5 @@ NB_MODULE(_C, m) {
         "True when tensors of this type are read through the DLPack C exchange API "
         "(`__dlpack_c_exchange_api__`), which also gives fwd their current stream and "
         "workspace allocator.");
+  register_decode(m);
 }

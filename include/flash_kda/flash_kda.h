@@ -187,3 +187,6 @@ bool cuda_backend_available(int device_id);
 std::string build_info();
 
 }  // namespace flash_kda
+
+// The decode step over a state pool (DecodeParams, decode, reference_decode).
+#include "flash_kda/decode.h"

@@ -43,3 +43,29 @@ def reference_fwd(
 def cuda_backend_available(device_id: int = 0) -> bool: ...
 def build_info() -> str: ...
 def has_exchange_api(type: type) -> bool: ...
+
+# decode over a state pool
+decode_status_bad_cu_seqlens: Final[int]
+decode_status_duplicate_index: Final[int]
+decode_status_index_out_of_range: Final[int]
+max_decode_tokens: Final[int]
+
+def decode(
+    q: Any, k: Any, v: Any, g: Any, beta: Any, scale: float, out: Any, A_log: Any,
+    dt_bias: Any, lower_bound: float, state: Any, state_indices: Any,
+    cu_seqlens: Optional[Any] = None, *,
+    stream: Optional[int] = None, workspace: Union[None, Any, Callable[[int], Any]] = None,
+    bf16: Sequence[str] = (),
+) -> None: ...
+def decode_workspace_size(
+    q: Any, k: Any, v: Any, g: Any, beta: Any, scale: float, out: Any, A_log: Any,
+    dt_bias: Any, lower_bound: float, state: Any, state_indices: Any,
+    cu_seqlens: Optional[Any] = None, *,
+    bf16: Sequence[str] = (),
+) -> int: ...
+def reference_decode(
+    q: Any, k: Any, v: Any, g: Any, beta: Any, scale: float, out: Any, A_log: Any,
+    dt_bias: Any, lower_bound: float, state: Any, state_indices: Any,
+    cu_seqlens: Optional[Any] = None, *,
+    bf16: Sequence[str] = (),
+) -> None: ...

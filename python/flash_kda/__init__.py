@@ -47,6 +47,10 @@ from ._dlpack import (
 __version__: str = _C.__version__
 __all__ = [
     "fwd",
+    "decode",
+    "reference_decode",
+    "decode_workspace_size",
+    "MAX_DECODE_TOKENS",
     "register_torch_op",
     "reference_fwd",
     "workspace_size",
@@ -499,6 +503,14 @@ def build_info() -> str:
     """A one-line description of this build: version and CUDA architectures."""
     return _C.build_info()
 
+
+# The decode step over a state pool (after the helpers it shares with fwd).
+from ._decode import (  # noqa: E402
+    MAX_DECODE_TOKENS,
+    decode,
+    decode_workspace_size,
+    reference_decode,
+)
 
 if "torch" in _sys.modules:
     register_torch_op()

@@ -80,3 +80,52 @@ def workspace_size(
 def cuda_available(device_id: int = 0) -> bool: ...
 def build_info() -> str: ...
 def register_torch_op() -> Any: ...
+
+# The decode step over a state pool (flash_kda/_decode.py).
+MAX_DECODE_TOKENS: Final[int]
+
+def decode(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    beta: Tensor,
+    scale: SupportsFloat,
+    out: Tensor,
+    A_log: Tensor,
+    dt_bias: Tensor,
+    lower_bound: SupportsFloat,
+    state: Tensor,
+    state_indices: Tensor,
+    cu_seqlens: Optional[Tensor] = None,
+) -> None: ...
+def reference_decode(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    beta: Tensor,
+    scale: SupportsFloat,
+    out: Tensor,
+    A_log: Tensor,
+    dt_bias: Tensor,
+    lower_bound: SupportsFloat,
+    state: Tensor,
+    state_indices: Tensor,
+    cu_seqlens: Optional[Tensor] = None,
+) -> None: ...
+def decode_workspace_size(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    beta: Tensor,
+    scale: SupportsFloat,
+    out: Tensor,
+    A_log: Tensor,
+    dt_bias: Tensor,
+    lower_bound: SupportsFloat,
+    state: Tensor,
+    state_indices: Tensor,
+    cu_seqlens: Optional[Tensor] = None,
+) -> int: ...

@@ -74,8 +74,25 @@ def framework(tp: type) -> int:
     return fw
 
 
-def prepare(tensors: list[Any]) -> tuple[str, ...]:
-    """Rewrites ``tensors`` (in TENSOR_NAMES order) in place for the extension.
+# Argument names of ``decode`` in signature order.
+DECODE_TENSOR_NAMES = (
+    "q",
+    "k",
+    "v",
+    "g",
+    "beta",
+    "out",
+    "A_log",
+    "dt_bias",
+    "state",
+    "state_indices",
+    "cu_seqlens",
+)
+
+
+def prepare(tensors: list[Any], names: tuple[str, ...] = TENSOR_NAMES) -> tuple[str, ...]:
+    """Rewrites ``tensors`` (in ``names`` order, TENSOR_NAMES by default) in
+    place for the extension.
 
     Returns the names of the arguments that were bfloat16 NumPy arrays and
     are now uint16 views.
@@ -94,7 +111,7 @@ def prepare(tensors: list[Any]) -> tuple[str, ...]:
         elif fw == NUMPY:
             if NUMPY_BF16 is not None and t.dtype == NUMPY_BF16:
                 tensors[i] = t.view(_UINT16)
-                bf16 += (TENSOR_NAMES[i],)
+                bf16 += (names[i],)
     return bf16
 
 

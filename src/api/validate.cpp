@@ -494,3 +494,204 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
 }
 
 }  // namespace flash_kda::detail
+
+// ---- decode ---------------------------------------------------------------------------
+// Preconditions of `decode` (DecodeParams), worded like those of `fwd` above.
+#include <algorithm>
+#include <utility>
+
+namespace flash_kda::detail {
+namespace {
+
+// Element i of a host int32/int64 tensor.
+int64_t load_index(const TensorRef& t, int64_t i) {
+  return t.dtype == DType::kInt32 ? static_cast<const int32_t*>(t.data)[i]
+                                  : static_cast<const int64_t*>(t.data)[i];
+}
+
+void validate_decode_cu_seqlens_contents(const TensorRef& cu, int64_t total_tokens) {
+  const int64_t count = cu.shape[0];
+  if (load_index(cu, 0) != 0)
+    fail(ErrorKind::kValue, "cu_seqlens",
+         "cu_seqlens: expected cu_seqlens[0] == 0, got " + std::to_string(load_index(cu, 0)));
+  for (int64_t i = 1; i < count; ++i) {
+    const int64_t len = load_index(cu, i) - load_index(cu, i - 1);
+    if (len < 1 || len > kMaxDecodeTokens)
+      fail(ErrorKind::kValue, "cu_seqlens",
+           "cu_seqlens: expected 1.." + std::to_string(kMaxDecodeTokens) +
+               " tokens per sequence, got cu_seqlens[" + std::to_string(i) + "] - cu_seqlens[" +
+               std::to_string(i - 1) + "] = " + std::to_string(len));
+  }
+  if (load_index(cu, count - 1) != total_tokens)
+    fail(ErrorKind::kValue, "cu_seqlens",
+         "cu_seqlens: expected the last entry to equal the number of packed tokens " +
+             std::to_string(total_tokens) + " (q.shape[1]), got " +
+             std::to_string(load_index(cu, count - 1)));
+}
+
+void validate_state_indices_contents(const TensorRef& idx, int64_t pool_size) {
+  const int64_t n = idx.shape[0];
+  std::vector<std::pair<int64_t, int64_t>> used;  // (slot, entry)
+  used.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t slot = load_index(idx, i);
+    if (slot >= pool_size)
+      fail(ErrorKind::kValue, "state_indices",
+           "state_indices: expected slots in [0, " + std::to_string(pool_size) +
+               ") (the pool size P = state.shape[0]) or negative for padding, got state_indices[" +
+               std::to_string(i) + "] = " + std::to_string(slot));
+    if (slot >= 0) used.emplace_back(slot, i);
+  }
+  std::sort(used.begin(), used.end());
+  for (size_t i = 1; i < used.size(); ++i)
+    if (used[i].first == used[i - 1].first)
+      fail(ErrorKind::kValue, "state_indices",
+           "state_indices: expected distinct slots, got slot " + std::to_string(used[i].first) +
+               " at entries " + std::to_string(used[i - 1].second) + " and " +
+               std::to_string(used[i].second) + " (each sequence needs its own state)");
+}
+
+}  // namespace
+
+DecodeShape validate_decode(const DecodeParams& p, const ValidatePolicy& policy) {
+  const NamedRef activations[] = {{&p.q, "q"}, {&p.k, "k"}, {&p.v, "v"}, {&p.g, "g"}};
+  for (auto [t, name] : activations) {
+    require_present(*t, name);
+    require_dtype(*t, name, {DType::kBFloat16});
+    require_rank(*t, name, 4);
+  }
+  require_present(p.beta, "beta");
+  require_dtype(p.beta, "beta", {DType::kBFloat16});
+  require_rank(p.beta, "beta", 3);
+  require_present(p.out, "out");
+  if (policy.allow_wide_outputs)
+    require_dtype(p.out, "out", {DType::kBFloat16, DType::kFloat32, DType::kFloat64});
+  else
+    require_dtype(p.out, "out", {DType::kBFloat16});
+  require_rank(p.out, "out", 4);
+  require_present(p.A_log, "A_log");
+  require_dtype(p.A_log, "A_log", {DType::kFloat32});
+  require_rank(p.A_log, "A_log", 1);
+  require_present(p.dt_bias, "dt_bias");
+  require_dtype(p.dt_bias, "dt_bias", {DType::kFloat32});
+  require_rank(p.dt_bias, "dt_bias", 2);
+  require_present(p.state, "state");
+  if (policy.allow_wide_outputs)
+    require_dtype(p.state, "state", {DType::kBFloat16, DType::kFloat32, DType::kFloat64});
+  else
+    require_dtype(p.state, "state", {DType::kBFloat16, DType::kFloat32});
+  require_rank(p.state, "state", 4);
+  require_present(p.state_indices, "state_indices");
+  require_dtype(p.state_indices, "state_indices", {DType::kInt32, DType::kInt64});
+  require_rank(p.state_indices, "state_indices", 1);
+  if (p.cu_seqlens.present()) {
+    require_dtype(p.cu_seqlens, "cu_seqlens", {DType::kInt32, DType::kInt64});
+    require_rank(p.cu_seqlens, "cu_seqlens", 1);
+  }
+
+  const int64_t B = p.q.shape[0], T = p.q.shape[1], H = p.q.shape[2], K = p.q.shape[3];
+  const int64_t V = p.v.shape[3];
+  if (K != kHeadDim)
+    fail(ErrorKind::kValue, "q",
+         "q: head size K = " + std::to_string(K) + " is not supported; expected K = " +
+             std::to_string(kHeadDim) + " (shape " + shape_string(p.q) + ")");
+  if (V != kHeadDim)
+    fail(ErrorKind::kValue, "v",
+         "v: head size V = " + std::to_string(V) + " is not supported; expected V = " +
+             std::to_string(kHeadDim) + " (shape " + shape_string(p.v) + ")");
+  require_shape(p.k, "k", {B, T, H, K}, "same as q");
+  require_shape(p.g, "g", {B, T, H, K}, "same as q");
+  require_shape(p.v, "v", {B, T, H, V}, "[N, t, H, V] with N, t, H of q");
+  require_shape(p.beta, "beta", {B, T, H}, "[N, t, H] of q");
+  require_shape(p.out, "out", {B, T, H, V}, "same as v");
+  require_shape(p.A_log, "A_log", {H}, "[H]");
+  require_shape(p.dt_bias, "dt_bias", {H, K}, "[H, K]");
+
+  DecodeShape shape;
+  shape.heads = H;
+  shape.total_tokens = B * T;
+  if (p.cu_seqlens.present()) {
+    if (p.cu_seqlens.shape[0] < 2)
+      fail(ErrorKind::kValue, "cu_seqlens",
+           "cu_seqlens: expected at least 2 entries (N + 1 offsets), got " +
+               std::to_string(p.cu_seqlens.shape[0]));
+    if (B != 1)
+      fail(ErrorKind::kValue, "q",
+           "q: with cu_seqlens the first dimension must be 1 (tokens packed along dim 1), got " +
+               std::to_string(B) + " (shape " + shape_string(p.q) + ")");
+    shape.varlen = true;
+    shape.num_sequences = p.cu_seqlens.shape[0] - 1;
+    const int64_t N = shape.num_sequences;
+    if (T < N || T > N * kMaxDecodeTokens)
+      fail(ErrorKind::kValue, "q",
+           "q: expected between N = " + std::to_string(N) + " and " + std::to_string(kMaxDecodeTokens) +
+               " * N = " + std::to_string(N * kMaxDecodeTokens) +
+               " packed tokens (1.." + std::to_string(kMaxDecodeTokens) +
+               " per sequence), got " + std::to_string(T) + " (shape " + shape_string(p.q) + ")");
+  } else {
+    if (T < 1 || T > kMaxDecodeTokens)
+      fail(ErrorKind::kValue, "q",
+           "q: expected 1.." + std::to_string(kMaxDecodeTokens) +
+               " new tokens per sequence (dimension 1 of [N, t, H, K]), got t = " + std::to_string(T) +
+               " (shape " + shape_string(p.q) + "); use fwd for prefill");
+    shape.num_sequences = B;
+    shape.tokens = T;
+  }
+  const int64_t N = shape.num_sequences;
+  require_shape(p.state_indices, "state_indices", {N}, "[N]: one pool slot per sequence");
+  const int64_t P = p.state.shape[0];
+  require_shape(p.state, "state", {P, H, V, K}, "[P, H, V, K]: a pool of P states");
+  shape.pool_size = P;
+
+  const size_t tile_alignment = policy.allow_wide_outputs ? 1 : 16;
+  for (auto [t, name] : activations) require_layout(*t, name, tile_alignment);
+  require_layout(p.out, "out", tile_alignment);
+  require_layout(p.beta, "beta", 2);
+  require_layout(p.A_log, "A_log", 4);
+  require_layout(p.dt_bias, "dt_bias", 4);
+  require_layout(p.state, "state", tile_alignment);
+  require_layout(p.state_indices, "state_indices", dtype_size(p.state_indices.dtype));
+  if (p.cu_seqlens.present()) require_layout(p.cu_seqlens, "cu_seqlens", dtype_size(p.cu_seqlens.dtype));
+
+  const NamedRef all[] = {{&p.q, "q"},          {&p.k, "k"},
+                          {&p.v, "v"},          {&p.g, "g"},
+                          {&p.beta, "beta"},    {&p.out, "out"},
+                          {&p.A_log, "A_log"},  {&p.dt_bias, "dt_bias"},
+                          {&p.state, "state"},  {&p.state_indices, "state_indices"},
+                          {&p.cu_seqlens, "cu_seqlens"}};
+  for (auto [t, name] : all) {
+    if (!t->present()) continue;
+    if (t->device != p.q.device || t->device_id != p.q.device_id)
+      fail(ErrorKind::kValue, name,
+           std::string(name) + ": expected a tensor on the same device as q (" +
+               device_name(p.q.device) + ":" + std::to_string(p.q.device_id) + "), got " +
+               device_name(t->device) + ":" + std::to_string(t->device_id));
+  }
+
+  if (!std::isfinite(p.scale))
+    fail(ErrorKind::kValue, "scale", "scale: expected a finite number, got " + number_string(p.scale));
+  if (!(p.lower_bound >= kMinLowerBound && p.lower_bound <= kMaxLowerBound))
+    fail(ErrorKind::kValue, "lower_bound",
+         "lower_bound: expected a value in [-5, 0], got " + number_string(p.lower_bound));
+
+  // The written tensors (out, state) must not overlap the inputs or each other.
+  const NamedRef inputs[] = {{&p.q, "q"},         {&p.k, "k"},        {&p.v, "v"},
+                             {&p.g, "g"},         {&p.beta, "beta"},  {&p.A_log, "A_log"},
+                             {&p.dt_bias, "dt_bias"}, {&p.state_indices, "state_indices"},
+                             {&p.cu_seqlens, "cu_seqlens"}};
+  for (auto [t, name] : inputs) {
+    if (overlaps(p.out, *t))
+      fail(ErrorKind::kValue, "out", std::string("out: must not overlap input ") + name);
+    if (overlaps(p.state, *t))
+      fail(ErrorKind::kValue, "state", std::string("state: must not overlap input ") + name);
+  }
+  if (overlaps(p.out, p.state)) fail(ErrorKind::kValue, "out", "out: must not overlap state");
+
+  if (p.q.device == DeviceType::kCPU) {
+    if (p.cu_seqlens.present()) validate_decode_cu_seqlens_contents(p.cu_seqlens, T);
+    validate_state_indices_contents(p.state_indices, P);
+  }
+  return shape;
+}
+
+}  // namespace flash_kda::detail

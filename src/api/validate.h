@@ -25,6 +25,10 @@ void validate_serving_contents(const FwdParams& params, const FwdShape& shape);
 // Tokens of sequence n: from cu_seqlens (host) or T.
 int64_t host_sequence_length(const FwdParams& params, const FwdShape& shape, int64_t n);
 
+// Preconditions of `decode` (and, with allow_wide_outputs, reference_decode);
+// on host tensors also the contents of state_indices and cu_seqlens.
+DecodeShape validate_decode(const DecodeParams& params, const ValidatePolicy& policy);
+
 [[noreturn]] void fail(ErrorKind kind, const std::string& argument, const std::string& message);
 
 }  // namespace flash_kda::detail

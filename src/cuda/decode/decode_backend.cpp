@@ -1,0 +1,110 @@
+// The CUDA decode backend's host side: device checks, parameter packing, the
+// two launches (index check, decode). No allocation, no host synchronisation.
+#include "cuda/decode/decode_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "api/validate.h"
+#include "common/constants.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/decode/decode_launch.h"
+
+namespace flash_kda::cuda {
+namespace {
+
+[[noreturn]] void fail_cuda(cudaError_t err, const std::string& what) {
+  detail::fail(ErrorKind::kRuntime, "", "flash_kda: " + what + " failed: " + cudaGetErrorString(err));
+}
+
+// Restores the caller's current device on scope exit.
+class DecodeDeviceGuard {
+ public:
+  explicit DecodeDeviceGuard(int device) {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    if (previous_ != device) {
+      const cudaError_t err = cudaSetDevice(device);
+      if (err != cudaSuccess) fail_cuda(err, "cudaSetDevice");
+    }
+  }
+  ~DecodeDeviceGuard() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+  }
+
+ private:
+  int previous_ = -1;
+};
+
+void require_decode_device(int device) {
+  if (available(device)) return;
+  int count = 0;
+  const cudaError_t count_err = cudaGetDeviceCount(&count);
+  if (count_err != cudaSuccess || device < 0 || device >= count) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    detail::fail(ErrorKind::kUnsupported, "q",
+                 "q: is a CUDA tensor on device " + std::to_string(device) +
+                     ", but the CUDA runtime reports " +
+                     (count_err != cudaSuccess ? std::string(cudaGetErrorString(count_err))
+                                               : std::to_string(count) + " device(s)"));
+  }
+  int major = 0, minor = 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+  detail::fail(ErrorKind::kUnsupported, "q",
+               "q: no flash-kda CUDA kernel for this GPU (compute capability " +
+                   std::to_string(major) + "." + std::to_string(minor) +
+                   "); this build has kernels for: " + compiled_architectures());
+}
+
+}  // namespace
+
+size_t decode_workspace_size(const DecodeParams&, const DecodeShape&) {
+  return decode_gpu::kStatusBytes;
+}
+
+void decode(const DecodeParams& params, const DecodeShape& shape, void* workspace, size_t,
+            cudaStream_t stream) {
+  const int device = params.q.device_id;
+  require_decode_device(device);
+  if (shape.heads > 65535)
+    detail::fail(ErrorKind::kValue, "q", "q: at most 65535 heads are supported, got " + std::to_string(shape.heads));
+  if (shape.num_sequences * decode_gpu::kValueBlocks >= (int64_t(1) << 31))
+    detail::fail(ErrorKind::kValue, "state_indices",
+                 "state_indices: too many sequences (" + std::to_string(shape.num_sequences) + ")");
+  if (shape.num_sequences == 0 || shape.heads == 0) return;  // nothing to read or write
+
+  DecodeDeviceGuard guard(device);
+
+  decode_gpu::DecodeKernelParams k{};
+  k.q = params.q.data;
+  k.k = params.k.data;
+  k.v = params.v.data;
+  k.g = params.g.data;
+  k.beta = params.beta.data;
+  k.out = params.out.data;
+  k.A_log = static_cast<const float*>(params.A_log.data);
+  k.dt_bias = static_cast<const float*>(params.dt_bias.data);
+  k.state = params.state.data;
+  k.state_indices = params.state_indices.data;
+  k.indices_int64 = params.state_indices.dtype == DType::kInt64;
+  k.cu_seqlens = shape.varlen ? params.cu_seqlens.data : nullptr;
+  k.cu_seqlens_int64 = shape.varlen && params.cu_seqlens.dtype == DType::kInt64;
+  k.status = static_cast<int32_t*>(workspace);
+  k.pool_size = shape.pool_size;
+  k.total_tokens = shape.total_tokens;
+  k.num_sequences = shape.num_sequences;
+  k.tokens = int(shape.tokens);
+  k.heads = int(shape.heads);
+  k.scale = float(params.scale);
+  k.gate_scale = float(params.lower_bound * kLog2e);
+
+  cudaError_t err = decode_gpu::launch_decode_check(k, stream);
+  if (err != cudaSuccess) fail_cuda(err, "launching the decode index check");
+  err = params.state.dtype == DType::kFloat32
+            ? decode_gpu::launch_decode<decode_gpu::StateType::kFloat32>(k, stream)
+            : decode_gpu::launch_decode<decode_gpu::StateType::kBFloat16>(k, stream);
+  if (err != cudaSuccess) fail_cuda(err, "launching the decode kernel");
+}
+
+}  // namespace flash_kda::cuda

@@ -1,0 +1,23 @@
+// Host-side launchers of the CUDA decode kernels. One explicit instantiation
+// of the decode kernel per state dtype (decode_state_bf16.cu, decode_state_fp32.cu).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "cuda/decode/decode_params.h"
+
+namespace flash_kda::decode_gpu {
+
+// Checks the device copies of cu_seqlens and state_indices and writes the
+// status word (kDecodeStatus* bits). One CTA; O(N^2 / 1024) comparisons for
+// the duplicate check, from shared memory.
+cudaError_t launch_decode_check(const DecodeKernelParams& params, cudaStream_t stream);
+
+// The decode step; reads the status word the check left.
+template <StateType kState>
+cudaError_t launch_decode(const DecodeKernelParams& params, cudaStream_t stream);
+
+extern template cudaError_t launch_decode<StateType::kBFloat16>(const DecodeKernelParams&, cudaStream_t);
+extern template cudaError_t launch_decode<StateType::kFloat32>(const DecodeKernelParams&, cudaStream_t);
+
+}  // namespace flash_kda::decode_gpu
