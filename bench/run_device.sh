@@ -283,6 +283,21 @@ else
   else record host_overhead FAIL $((SECONDS - t)) "exit $rc"; fi
 fi
 
+section "6e. a wheel built elsewhere (.dist/*.whl, issue #5)"
+if compgen -G ".dist/flash_kda-*.whl" >/dev/null && [[ "${SKIP_WHEEL_SMOKE:-0}" != 1 ]]; then
+  t=$SECONDS
+  # its own venv (seeing torch & co. of the system) so that the source build stays untouched
+  rm -rf /tmp/wheelenv && python3 -m venv --system-site-packages /tmp/wheelenv &&
+    /tmp/wheelenv/bin/python -m pip install -q --no-index --no-deps .dist/flash_kda-*.whl &&
+    (cd /tmp && timeout "$(clamp 120 20)" /tmp/wheelenv/bin/python "$REPO/bench/wheel_smoke.py") 2>&1 | tee "$OUT/wheel_smoke.log"
+  rc=${PIPESTATUS[0]}
+  if [[ $rc == 0 ]] && grep -q "wheel smoke: PASS" "$OUT/wheel_smoke.log"; then
+    record wheel_smoke PASS $((SECONDS - t)) "$(ls .dist/*.whl | xargs -n1 basename)"
+  else record wheel_smoke FAIL $((SECONDS - t)) "see wheel_smoke.log"; fi
+else
+  record wheel_smoke SKIP 0 "no .dist/flash_kda-*.whl carried (or SKIP_WHEEL_SMOKE=1)"
+fi
+
 # ---------------------------------------------------------------------------------
 section "7. results"
 for f in "$OUT"/*.log; do  # what comes back is at most 16 MiB a file
@@ -296,7 +311,7 @@ rc=$?
 # At most 8 files come back: everything also goes into raw.tar.gz, and the
 # secondary files leave $OUT (results.md, raw.tar.gz and the main JSONs stay).
 (cd "$OUT" && tar czf raw.tar.gz --exclude raw.tar.gz ./*.log ./*.json 2>/dev/null &&
-  rm -f build.log cpp.log sanitizer.log pytest.log pool_bench.json host_overhead.json) || true
+  rm -f build.log cpp.log sanitizer.log pytest.log pool_bench.json host_overhead.json wheel_smoke.log) || true
 echo
 cat "$OUT/results.md" 2>/dev/null || echo "results.md was not written"
 rm -rf "$WORK"
