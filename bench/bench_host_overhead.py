@@ -7,7 +7,7 @@ bottleneck of the measurement:
 * enqueue: wall time of N back-to-back eager calls without synchronising
   (N stays far below the launch queue's depth), divided by N: what a call
   costs the host thread (argument checks, DLPack exchange, launch);
-* kernel: the median CUDA-event time of one call;
+* kernel: GPU time of one call, from a CUDA graph of N calls (no host in it);
 * wall - kernel: wall time of N calls followed by one synchronise, minus N x
   the kernel time, per call (the issue's definition; equals enqueue when the
   host is slower than the GPU).
@@ -41,14 +41,25 @@ def measure(fn, calls: int, rounds: int, torch) -> dict:
         t2 = time.perf_counter()
         enqueue.append((t1 - t0) / calls * 1e6)
         wall.append((t2 - t0) / calls * 1e6)
-    kernel = []
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    for _ in range(200):
-        start.record()
+    # GPU time of one call without the host: a CUDA graph of `calls` calls, replayed
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
         fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    kernel = []
+    for _ in range(rounds):
+        start.record()
+        graph.replay()
         end.record()
         end.synchronize()
-        kernel.append(start.elapsed_time(end) * 1e3)
+        kernel.append(start.elapsed_time(end) * 1e3 / calls)
     k = statistics.median(kernel)
     w = statistics.median(wall)
     return {"enqueue_us": statistics.median(enqueue), "wall_us": w, "kernel_us": k,

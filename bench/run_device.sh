@@ -286,10 +286,11 @@ fi
 section "6e. a wheel built elsewhere (.dist/*.whl, issue #5)"
 if compgen -G ".dist/flash_kda-*.whl" >/dev/null && [[ "${SKIP_WHEEL_SMOKE:-0}" != 1 ]]; then
   t=$SECONDS
-  # its own venv (seeing torch & co. of the system) so that the source build stays untouched
-  rm -rf /tmp/wheelenv && python3 -m venv --system-site-packages /tmp/wheelenv &&
-    /tmp/wheelenv/bin/python -m pip install -q --no-index --no-deps .dist/flash_kda-*.whl &&
-    (cd /tmp && timeout "$(clamp 120 20)" /tmp/wheelenv/bin/python "$REPO/bench/wheel_smoke.py") 2>&1 | tee "$OUT/wheel_smoke.log"
+  # its own target folder, first on PYTHONPATH, so that it shadows the source build
+  # (and sees torch & co. of this python)
+  rm -rf /tmp/wheelsite && python3 -m pip install -q --no-index --no-deps --target /tmp/wheelsite .dist/flash_kda-*.whl &&
+    (cd /tmp && PYTHONPATH=/tmp/wheelsite${PYTHONPATH:+:$PYTHONPATH} timeout "$(clamp 120 20)" \
+      python3 "$REPO/bench/wheel_smoke.py") 2>&1 | tee "$OUT/wheel_smoke.log"
   rc=${PIPESTATUS[0]}
   if [[ $rc == 0 ]] && grep -q "wheel smoke: PASS" "$OUT/wheel_smoke.log"; then
     record wheel_smoke PASS $((SECONDS - t)) "$(ls .dist/*.whl | xargs -n1 basename)"
