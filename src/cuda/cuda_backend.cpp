@@ -224,11 +224,12 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
   k.num_vblocks = kHeadDim / bv;
 
   const bool unbounded = k.gate_kind != sm90::GateKind::kLowerBound;
+  const bool checkpoints = k.checkpoint_chunks > 0;
   cudaError_t err;
   switch (bv) {
-    case 32: err = unbounded ? sm90::launch_fwd<32, true>(k, device, stream) : sm90::launch_fwd<32, false>(k, device, stream); break;
-    case 64: err = unbounded ? sm90::launch_fwd<64, true>(k, device, stream) : sm90::launch_fwd<64, false>(k, device, stream); break;
-    default: err = unbounded ? sm90::launch_fwd<128, true>(k, device, stream) : sm90::launch_fwd<128, false>(k, device, stream); break;
+    case 32: err = sm90::launch_fwd_variant<32>(k, unbounded, checkpoints, device, stream); break;
+    case 64: err = sm90::launch_fwd_variant<64>(k, unbounded, checkpoints, device, stream); break;
+    default: err = sm90::launch_fwd_variant<128>(k, unbounded, checkpoints, device, stream); break;
   }
   if (err != cudaSuccess) fail_cuda(err, "launching the SM90 forward kernel");
 }

@@ -23,8 +23,9 @@ struct FwdKernelTraits {
 };
 
 // kUnbounded: the softplus / precomputed gates (GateKind), else FlashKDA's
-// lower-bounded gate.
-template <int kBV, bool kUnbounded>
+// lower-bounded gate. kCheckpoints: the state is also stored every
+// checkpoint_chunks chunks (params.checkpoint_chunks > 0).
+template <int kBV, bool kUnbounded, bool kCheckpoints>
 __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
     kda_fwd_kernel(const __grid_constant__ FwdKernelParams params) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -50,7 +51,7 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
 
   if (warp < Traits::kRecurrenceWarps) {
     if constexpr (Traits::kRebalanceRegisters) cutlass::arch::warpgroup_reg_dealloc<Traits::kRecurrenceRegs>();
-    Recurrence<kBV>{params, smem, item, warp, lane}.run();
+    Recurrence<kBV>{params, smem, item, warp, lane}.template run<kCheckpoints>();
   } else {
     if constexpr (Traits::kRebalanceRegisters) cutlass::arch::warpgroup_reg_alloc<Traits::kPrepRegs>();
     // Pair p = warps (2p, 2p+1) after the recurrence warps: its halves sit on

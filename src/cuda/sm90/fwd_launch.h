@@ -10,18 +10,33 @@ namespace flash_kda::sm90 {
 
 // Value-block widths with a compiled kernel: 128 (8 recurrence warps),
 // 64 (4) and 32 (2). Narrower blocks give more CTAs per head. kUnbounded:
-// the softplus / precomputed gates (fwd_sm90_bv*_unbounded.cu).
-template <int kBV, bool kUnbounded>
+// the softplus / precomputed gates; kCheckpoints: checkpoint states. One
+// explicit instantiation per .cu file: fwd_sm90_bv<BV>[_unbounded][_checkpoints].cu.
+template <int kBV, bool kUnbounded, bool kCheckpoints>
 cudaError_t launch_fwd(const FwdKernelParams& params, int device, cudaStream_t stream);
 
-#define FLASH_KDA_DECLARE_FWD(BV, UNBOUNDED) \
-  extern template cudaError_t launch_fwd<BV, UNBOUNDED>(const FwdKernelParams&, int, cudaStream_t);
-FLASH_KDA_DECLARE_FWD(128, false)
-FLASH_KDA_DECLARE_FWD(64, false)
-FLASH_KDA_DECLARE_FWD(32, false)
-FLASH_KDA_DECLARE_FWD(128, true)
-FLASH_KDA_DECLARE_FWD(64, true)
-FLASH_KDA_DECLARE_FWD(32, true)
+// The instantiation for a runtime choice of gate family and checkpoints.
+template <int kBV>
+cudaError_t launch_fwd_variant(const FwdKernelParams& params, bool unbounded, bool checkpoints, int device,
+                               cudaStream_t stream) {
+  if (unbounded)
+    return checkpoints ? launch_fwd<kBV, true, true>(params, device, stream)
+                       : launch_fwd<kBV, true, false>(params, device, stream);
+  return checkpoints ? launch_fwd<kBV, false, true>(params, device, stream)
+                     : launch_fwd<kBV, false, false>(params, device, stream);
+}
+
+#define FLASH_KDA_DECLARE_FWD(BV, UNBOUNDED, CHECKPOINTS) \
+  extern template cudaError_t launch_fwd<BV, UNBOUNDED, CHECKPOINTS>(const FwdKernelParams&, int, cudaStream_t);
+#define FLASH_KDA_DECLARE_FWD_WIDTH(BV)     \
+  FLASH_KDA_DECLARE_FWD(BV, false, false) \
+  FLASH_KDA_DECLARE_FWD(BV, true, false)  \
+  FLASH_KDA_DECLARE_FWD(BV, false, true)  \
+  FLASH_KDA_DECLARE_FWD(BV, true, true)
+FLASH_KDA_DECLARE_FWD_WIDTH(128)
+FLASH_KDA_DECLARE_FWD_WIDTH(64)
+FLASH_KDA_DECLARE_FWD_WIDTH(32)
+#undef FLASH_KDA_DECLARE_FWD_WIDTH
 #undef FLASH_KDA_DECLARE_FWD
 
 // Workspace and bounds of the device argument check.

@@ -1,0 +1,6 @@
+// Instantiation of the SM90 forward: 128-row value blocks, FlashKDA's lower-bounded gate, checkpoint states.
+#include "cuda/sm90/fwd_launch.cuh"
+
+namespace flash_kda::sm90 {
+template cudaError_t launch_fwd<128, false, true>(const FwdKernelParams&, int, cudaStream_t);
+}  // namespace flash_kda::sm90
