@@ -1,5 +1,6 @@
 // The CUDA decode backend's host side: device checks, parameter packing, the
-// two launches (index check, decode). No allocation, no host synchronisation.
+// launches (the index check unless the decode kernel does it itself, then
+// decode). No allocation, no host synchronisation.
 #include "cuda/decode/decode_backend.h"
 
 #include <cuda_runtime.h>
@@ -69,7 +70,7 @@ void decode(const DecodeParams& params, const DecodeShape& shape, void* workspac
   require_decode_device(device);
   if (shape.heads > 65535)
     detail::fail(ErrorKind::kValue, "q", "q: at most 65535 heads are supported, got " + std::to_string(shape.heads));
-  if (shape.num_sequences * decode_gpu::kValueBlocks >= (int64_t(1) << 31))
+  if (shape.num_sequences * decode_gpu::kMaxValueBlocks >= (int64_t(1) << 31))
     detail::fail(ErrorKind::kValue, "state_indices",
                  "state_indices: too many sequences (" + std::to_string(shape.num_sequences) + ")");
   if (shape.num_sequences == 0 || shape.heads == 0) return;  // nothing to read or write
@@ -98,9 +99,15 @@ void decode(const DecodeParams& params, const DecodeShape& shape, void* workspac
   k.heads = int(shape.heads);
   k.scale = float(params.scale);
   k.gate_scale = float(params.lower_bound * kLog2e);
+  // Small calls: one launch, each decode CTA checks the indices itself (and
+  // CTA (0, 0) writes the status word); larger ones: the check kernel first.
+  k.fused_check = shape.num_sequences <= decode_gpu::kFusedCheckMaxSequences;
 
-  cudaError_t err = decode_gpu::launch_decode_check(k, stream);
-  if (err != cudaSuccess) fail_cuda(err, "launching the decode index check");
+  cudaError_t err = cudaSuccess;
+  if (!k.fused_check) {
+    err = decode_gpu::launch_decode_check(k, stream);
+    if (err != cudaSuccess) fail_cuda(err, "launching the decode index check");
+  }
   err = params.state.dtype == DType::kFloat32
             ? decode_gpu::launch_decode<decode_gpu::StateType::kFloat32>(k, stream)
             : decode_gpu::launch_decode<decode_gpu::StateType::kBFloat16>(k, stream);
