@@ -1,6 +1,9 @@
-// The decode kernel: one CTA per (sequence, head, block of 32 value rows).
+// The decode kernel: one CTA per (sequence, head, block of 32 (fp32 pool) or
+// 64 (bf16 pool) value rows).
 //
-//   1. read the status word, the sequence's pool slot and token range;
+//   1. read the status word (or, N <= 64, issue this CTA's own check of all
+//      the indices: the fused path, no check kernel), the sequence's pool
+//      slot and token range;
 //   2. issue the loads of this CTA's state rows into registers (fp32):
 //      fp32 pools 32 rows, 8 threads per 128-wide row; bf16 pools 64 rows,
 //      4 threads per row; either way 4 16-byte vectors per thread;
@@ -11,6 +14,8 @@
 //   4. per token, per row: S *= decay; S += b (v - S k) k^T; o = S q, with
 //      the two dot products (S k and S q, before the rank-1 update: o = S_d q
 //      + delta (k . q)) reduced over the row's lanes by shuffles;
+//   (fused path: the check's verdict is known after step 3; a poisoned call
+//    or slot then skips 4 and 5 as on the two-kernel path)
 //   5. store the state rows back in their dtype and the outputs (bf16).
 //
 // The work is memory-bound on the state (t = 1: 64 KiB read + written per
