@@ -252,7 +252,8 @@ __device__ __forceinline__ int32_t check_finish(const DecodeKernelParams& p, Che
 }
 
 template <StateType kState>
-__global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm) kda_decode_kernel(const DecodeKernelParams p) {
+__global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
+    kda_decode_kernel(const DecodeKernelParams p) {
   using Io = StateRowIo<kState>;
   constexpr int kRowsPerCta = Io::kRowsPerCta, kLanesPerRow = Io::kLanesPerRow;
   constexpr int kValueBlocks = Io::kValueBlocks;
@@ -311,7 +312,8 @@ __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm) k
   // Unreachable after a passed check; never read or write out of bounds.
   if (!tokens_ok) return;
   if (!runnable) {  // padding row: zeros; bad slot: NaN
-    fill_out_rows<kRowsPerCta>(p, begin, int(len), head, vblock, slot < 0 ? 0.0f : __int_as_float(0x7fc00000));
+    fill_out_rows<kRowsPerCta>(p, begin, int(len), head, vblock,
+                               slot < 0 ? 0.0f : __int_as_float(0x7fc00000));
     return;
   }
 
