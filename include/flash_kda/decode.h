@@ -68,9 +68,11 @@ size_t decode_workspace_size(const DecodeParams& params);
 // Host tensors: computed in float64 (the reference path) and stored in the
 // caller's dtypes. CUDA tensors: asynchronous on `stream`, no host sync, no
 // allocation (CUDA-graph capturable). Contents of CUDA `state_indices` and
-// `cu_seqlens` cannot be checked on the host without a sync, so a device
-// kernel checks them and the status word at the start of the workspace says
-// what it found (kDecodeStatus* bits below):
+// `cu_seqlens` cannot be checked on the host without a sync, so they are
+// checked on the device (by a separate kernel, or, for calls of at most 64
+// sequences, by each CTA of the decode kernel itself) and the status word at
+// the start of the workspace says what was found (kDecodeStatus* bits below;
+// written on either path, stream-ordered after the call):
 //  * bad cu_seqlens or duplicate slots: nothing is computed, every element of
 //    `out` is NaN and no slot is written;
 //  * an index >= P: that sequence's outputs are NaN and no slot is touched

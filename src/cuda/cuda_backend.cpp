@@ -59,24 +59,6 @@ const DeviceCount& device_count() {
   return cached;
 }
 
-// Restores the caller's current device on scope exit.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
-    if (previous_ != device) {
-      const cudaError_t err = cudaSetDevice(device);
-      if (err != cudaSuccess) fail_cuda(err, "cudaSetDevice");
-    }
-  }
-  ~DeviceGuard() {
-    if (previous_ >= 0) cudaSetDevice(previous_);
-  }
-
- private:
-  int previous_ = -1;
-};
-
 sm90::StateKind state_kind(const TensorRef& t) {
   if (!t.present()) return sm90::StateKind::kNone;
   return t.dtype == DType::kFloat32 ? sm90::StateKind::kFloat32 : sm90::StateKind::kBFloat16;
@@ -119,6 +101,33 @@ uint32_t int32_bit(const TensorRef& t, uint32_t bit) {
 
 }  // namespace
 
+DeviceGuard::DeviceGuard(int device) {
+  if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+  if (previous_ != device) {
+    const cudaError_t err = cudaSetDevice(device);
+    if (err != cudaSuccess) fail_cuda(err, "cudaSetDevice");
+  }
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (previous_ >= 0) cudaSetDevice(previous_);
+}
+
+void require_device(int device) {
+  const DeviceCount& dc = device_count();
+  if (dc.err != cudaSuccess || device < 0 || device >= dc.count)
+    detail::fail(ErrorKind::kUnsupported, "q",
+                 "q: is a CUDA tensor on device " + std::to_string(device) + ", but the CUDA runtime reports " +
+                     (dc.err != cudaSuccess ? std::string(cudaGetErrorString(dc.err))
+                                            : std::to_string(dc.count) + " device(s)"));
+  const DeviceInfo& info = device_info(device);
+  if (!(built_for_sm90a() && info.major == 9 && info.minor == 0))
+    detail::fail(ErrorKind::kUnsupported, "q",
+                 "q: no flash-kda CUDA kernel for this GPU (compute capability " +
+                     std::to_string(info.major) + "." + std::to_string(info.minor) +
+                     "); this build has kernels for: " + compiled_architectures());
+}
+
 bool available(int device_id) {
   const DeviceCount& dc = device_count();
   if (dc.err != cudaSuccess || device_id < 0 || device_id >= dc.count) return false;
@@ -135,18 +144,8 @@ size_t workspace_size(const FwdParams& params, const FwdShape& shape) {
 void forward(const FwdParams& params, const FwdShape& shape, void* workspace, size_t,
              cudaStream_t stream) {
   const int device = params.q.device_id;
-  const DeviceCount& dc = device_count();
-  if (dc.err != cudaSuccess || device < 0 || device >= dc.count)
-    detail::fail(ErrorKind::kUnsupported, "q",
-                 "q: is a CUDA tensor on device " + std::to_string(device) + ", but the CUDA runtime reports " +
-                     (dc.err != cudaSuccess ? std::string(cudaGetErrorString(dc.err))
-                                            : std::to_string(dc.count) + " device(s)"));
+  require_device(device);
   const DeviceInfo& info = device_info(device);
-  if (!(built_for_sm90a() && info.major == 9 && info.minor == 0))
-    detail::fail(ErrorKind::kUnsupported, "q",
-                 "q: no flash-kda CUDA kernel for this GPU (compute capability " +
-                     std::to_string(info.major) + "." + std::to_string(info.minor) +
-                     "); this build has kernels for: " + compiled_architectures());
   if (shape.heads > 65535)
     detail::fail(ErrorKind::kValue, "q", "q: at most 65535 heads are supported, got " + std::to_string(shape.heads));
   const int64_t vblock_limit = int64_t(1) << 31;

@@ -18,4 +18,21 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace,
 // Architectures this build was compiled for, e.g. "90a".
 const char* compiled_architectures();
 
+// Throws flash_kda::Error (kUnsupported, argument "q") unless `device_id` is a
+// visible device with kernels in this build. The device count is asked once
+// per process.
+void require_device(int device_id);
+
+// Makes `device` current for its scope and restores the caller's device.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
 }  // namespace flash_kda::cuda

@@ -356,3 +356,74 @@ def test_bad_cu_seqlens_poisons_the_call(bad):
     out, pool = _poisoned_call(inp, cu_seqlens=cu)
     assert torch.isnan(out.float()).all()
     assert torch.equal(bits(pool), bits(inp["state"]))
+
+
+# ---------------------------------------------------------------------------
+# Both check paths: N <= 64 (each decode CTA checks the indices itself, one
+# launch) and N > 64 (a separate check kernel first); see
+# kFusedCheckMaxSequences in src/cuda/decode/decode_params.h.
+FUSED_CHECK_MAX = 64
+
+
+@pytest.mark.parametrize("N", [FUSED_CHECK_MAX, FUSED_CHECK_MAX + 1, 150])
+@pytest.mark.parametrize("state", ["fp32", "bf16"])
+def test_both_check_paths_out_of_range(N, state):
+    P = N + 5
+    inp = make_inputs([1] * N, H=2, P=P, state=state, padding=(0,), seed=80 + N)
+    bad = inp["state_indices"].clone()
+    bad[N - 1] = P + 7  # >= P: that sequence only
+    if DEVICE != "cuda":
+        with pytest.raises(ValueError, match="state_indices"):
+            _poisoned_call(inp, state_indices=bad)
+        return
+    out, pool = _poisoned_call(inp, state_indices=bad)
+    flat = _flat(out).float()
+    assert torch.isnan(flat[N - 1]).all(), "sequence with slot >= P must be NaN"
+    assert torch.equal(flat[0].cpu(), torch.zeros_like(flat[0].cpu())), "padding row not zero"
+    good = dict(inp)
+    good["state_indices"] = bad.clone()
+    good["state_indices"][N - 1] = -1
+    ref_out, ref_pool = reference(good)
+    assert not torch.isnan(flat[:N - 1]).any()
+    assert rel_l2(flat[1:N - 1], _flat(ref_out)[1:N - 1]) <= TOL
+    named = torch.tensor(named_slots(good))
+    assert rel_l2(pool.cpu()[named], ref_pool[named]) <= TOL
+    untouched = torch.tensor(sorted(set(range(P)) - set(named.tolist())))
+    assert torch.equal(bits(pool.cpu()[untouched]), bits(inp["state"].cpu()[untouched]))
+
+
+@pytest.mark.parametrize("N", [2, FUSED_CHECK_MAX, FUSED_CHECK_MAX + 1, 150])
+@pytest.mark.parametrize("where", ["first_last", "adjacent"])
+def test_both_check_paths_duplicate(N, where):
+    inp = make_inputs([1] * N, H=2, P=N + 3, state="bf16", seed=90 + N)
+    bad = inp["state_indices"].clone()
+    if where == "first_last":
+        bad[N - 1] = bad[0]
+    else:
+        bad[N // 2] = bad[N // 2 - 1]
+    if DEVICE != "cuda":
+        with pytest.raises(ValueError, match="distinct"):
+            _poisoned_call(inp, state_indices=bad)
+        return
+    out, pool = _poisoned_call(inp, state_indices=bad)
+    assert torch.isnan(out.float()).all(), "a duplicated slot must poison every output"
+    assert torch.equal(bits(pool), bits(inp["state"])), "no slot may be written"
+    out, pool = run(inp)
+    check_against_reference(inp, out, pool, f"N={N} after duplicate")
+
+
+@pytest.mark.parametrize("N", [FUSED_CHECK_MAX, FUSED_CHECK_MAX + 1])
+def test_both_check_paths_bad_cu_seqlens(N):
+    lengths = [1 + (n * 5) % 8 for n in range(N)]
+    inp = make_inputs(lengths, H=1, P=N + 2, packed=True, state="fp32", seed=95 + N)
+    cu = inp["cu_seqlens"].clone()
+    cu[N // 2] = cu[N // 2 - 1]  # an empty sequence in the middle
+    if DEVICE != "cuda":
+        with pytest.raises(ValueError, match="cu_seqlens"):
+            _poisoned_call(inp, cu_seqlens=cu)
+        return
+    out, pool = _poisoned_call(inp, cu_seqlens=cu)
+    assert torch.isnan(out.float()).all()
+    assert torch.equal(bits(pool), bits(inp["state"]))
+    out, pool = run(inp)
+    check_against_reference(inp, out, pool, f"packed N={N}")

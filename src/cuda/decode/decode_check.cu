@@ -2,7 +2,10 @@
 // host sync: cu_seqlens (0-based, 1..8 tokens per sequence, ending at the
 // packed length), state_indices (< P; no slot named twice). The decode kernel
 // reads the status word: bad cu_seqlens or duplicates poison the whole call,
-// an index >= P poisons that sequence only.
+// an index >= P poisons that sequence only. Launched only for calls of more
+// than kFusedCheckMaxSequences sequences: smaller ones are checked by every
+// decode CTA itself (check_loads / check_finish in decode_kernel.cuh, the same
+// rules; keep the two in step).
 #include "cuda/decode/decode_device_utils.cuh"
 #include "cuda/decode/decode_launch.h"
 

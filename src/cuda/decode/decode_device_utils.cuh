@@ -30,10 +30,11 @@ __device__ __forceinline__ float load_bf16(const void* base, int64_t element) {
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
 
-// Sum over the kLanesPerRow consecutive lanes that share a state row.
+// Sum over the kLanes consecutive lanes that share a state row.
+template <int kLanes>
 __device__ __forceinline__ float row_sum(float x) {
 #pragma unroll
-  for (int offset = 1; offset < kLanesPerRow; offset *= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
+  for (int offset = 1; offset < kLanes; offset *= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
   return x;
 }
 

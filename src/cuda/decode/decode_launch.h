@@ -13,7 +13,9 @@ namespace flash_kda::decode_gpu {
 // the duplicate check, from shared memory.
 cudaError_t launch_decode_check(const DecodeKernelParams& params, cudaStream_t stream);
 
-// The decode step; reads the status word the check left.
+// The decode step; reads the status word the check left, or, with
+// params.fused_check (N <= kFusedCheckMaxSequences), does the check in every
+// CTA itself (no check launch) and CTA (0, 0) writes the status word.
 template <StateType kState>
 cudaError_t launch_decode(const DecodeKernelParams& params, cudaStream_t stream);
 

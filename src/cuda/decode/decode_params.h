@@ -9,16 +9,38 @@
 
 namespace flash_kda::decode_gpu {
 
-// One CTA updates kRowsPerCta value rows of one (sequence, head) state;
-// kLanesPerRow threads share a 128-wide row, each holding kValuesPerThread
-// fp32 values of it in registers (dot products over K: 3 shuffle steps).
-inline constexpr int kRowsPerCta = 32;
-inline constexpr int kLanesPerRow = 8;
-inline constexpr int kThreads = kRowsPerCta * kLanesPerRow;        // 256
-inline constexpr int kValueBlocks = kHeadDim / kRowsPerCta;        // CTAs per (sequence, head)
-inline constexpr int kValuesPerThread = kHeadDim / kLanesPerRow;   // 16
+// One CTA of kThreads updates kRowsPerCta value rows of one (sequence, head)
+// state; kLanesPerRow threads share a 128-wide row, each holding
+// kValuesPerThread fp32 values of it in registers (dot products over K:
+// log2(kLanesPerRow) shuffle steps). fp32 pools: 8 lanes per row, 32 rows per
+// CTA (16 values = 4 x 16-byte loads per thread). bf16 pools: 4 lanes per
+// row, 64 rows per CTA, so a thread also has 4 x 16-byte loads (32 values) in
+// flight: the same bytes in flight per thread as fp32.
+inline constexpr int kThreads = 256;
+
+template <int kLanes>
+struct DecodeLayout {
+  static constexpr int kLanesPerRow = kLanes;
+  static constexpr int kRowsPerCta = kThreads / kLanes;
+  static constexpr int kValueBlocks = kHeadDim / kRowsPerCta;   // CTAs per (sequence, head)
+  static constexpr int kValuesPerThread = kHeadDim / kLanes;
+};
+using Fp32Layout = DecodeLayout<8>;   // 32 rows per CTA, 16 values per thread
+using Bf16Layout = DecodeLayout<4>;   // 64 rows per CTA, 32 values per thread
+// The most CTAs per (sequence, head) of any layout (grid-size checks).
+inline constexpr int kMaxValueBlocks = Fp32Layout::kValueBlocks;
 // Bytes of the status word (padded) at the start of the workspace.
 inline constexpr size_t kStatusBytes = 256;
+// Calls with at most this many sequences skip the separate check kernel:
+// every decode CTA checks cu_seqlens / state_indices itself (one index per
+// thread into shared memory, the N (N - 1) / 2 <= 2016 duplicate comparisons
+// spread over the 256 threads: <= 16 shared-memory compares each), hidden
+// behind its own state loads. At small N the call is launch-latency bound
+// (~2-3 us for the second launch and the dependency between the two); past
+// ~64 the all-pairs check grows quadratically per CTA (N = 256: ~128 compares
+// per thread in each of N * H * 4 CTAs) while the second launch is a shrinking
+// fraction of a call that already moves >= N * H * 32 KiB of state.
+inline constexpr int kFusedCheckMaxSequences = 64;
 
 enum class StateType : int { kBFloat16 = 0, kFloat32 = 1 };
 
@@ -34,7 +56,8 @@ struct DecodeKernelParams {
   void* state;           // [P, H, 128 (v), 128 (k)], bf16 or fp32, updated in place
   const void* state_indices;  // int32/int64 [N]
   const void* cu_seqlens;     // int32/int64 [N + 1], or null (fixed layout)
-  int32_t* status;            // written by the check kernel, read by the decode kernel
+  int32_t* status;            // written by the check kernel (read by the decode kernel),
+                              // or by CTA (0, 0) of a decode kernel that checks itself
   int64_t pool_size;          // P
   int64_t total_tokens;
   int64_t num_sequences;      // N
@@ -42,6 +65,7 @@ struct DecodeKernelParams {
   int heads;
   bool indices_int64;
   bool cu_seqlens_int64;
+  bool fused_check;           // num_sequences <= kFusedCheckMaxSequences: no check kernel
   float scale;
   float gate_scale;           // lower_bound * log2(e): gates applied in base 2
 };
