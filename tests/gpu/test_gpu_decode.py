@@ -359,10 +359,10 @@ def test_bad_cu_seqlens_poisons_the_call(bad):
 
 
 # ---------------------------------------------------------------------------
-# Both check paths: N <= 64 (each decode CTA checks the indices itself, one
-# launch) and N > 64 (a separate check kernel first); see
+# Both check paths: N <= 16 (each decode CTA checks the indices itself, one
+# launch) and N > 16 (a separate check kernel first); see
 # kFusedCheckMaxSequences in src/cuda/decode/decode_params.h.
-FUSED_CHECK_MAX = 64
+FUSED_CHECK_MAX = 16  # kFusedCheckMaxSequences (src/cuda/decode/decode_params.h)
 
 
 @pytest.mark.parametrize("N", [FUSED_CHECK_MAX, FUSED_CHECK_MAX + 1, 150])

@@ -1,7 +1,7 @@
 // The decode kernel: one CTA per (sequence, head, block of 32 (fp32 pool) or
 // 64 (bf16 pool) value rows).
 //
-//   1. read the status word (or, N <= 64, issue this CTA's own check of all
+//   1. read the status word (or, N <= kFusedCheckMaxSequences, issue this CTA's own check of all
 //      the indices: the fused path, no check kernel), the sequence's pool
 //      slot and token range;
 //   2. issue the loads of this CTA's state rows into registers (fp32):
