@@ -247,6 +247,7 @@ def _cupy_allocate(nbytes: int):
 # graphs): registered when PyTorch is loaded. `_compiling` is true only while
 # Dynamo traces; then `fwd` becomes a call of the custom op.
 _torch_fwd_op = None
+_torch_decode_op = None
 
 
 def _not_compiling() -> bool:
@@ -257,15 +258,17 @@ _compiling = _not_compiling
 
 
 def register_torch_op():
-    """Registers ``torch.ops.flash_kda.fwd`` (done automatically when
+    """Registers ``torch.ops.flash_kda.fwd`` and ``torch.ops.flash_kda.decode`` (done automatically when
     ``torch`` is imported before ``flash_kda``, or by the first eager call with
     PyTorch tensors) and returns it. Under ``torch.compile`` a call of
     :func:`fwd` becomes a call of this op, so ``fullgraph=True`` traces it."""
-    global _torch_fwd_op, _compiling
+    global _torch_fwd_op, _torch_decode_op, _compiling
     if _torch_fwd_op is None:
         from . import _torch_op
+        from ._decode import decode as _eager_decode
 
         _torch_fwd_op = _torch_op.register(fwd)
+        _torch_decode_op = _torch_op.register_decode(_eager_decode)
         _compiling = _torch_op.compiling()
     return _torch_fwd_op
 

@@ -77,6 +77,10 @@ def _call(fn, tensors, scale, lower_bound, **kw):
 
 def decode(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state, state_indices,
            cu_seqlens=None):
+    pkg = _sys.modules[__package__]
+    if pkg._compiling():  # under torch.compile: the custom op torch.ops.flash_kda.decode
+        return pkg._torch_decode_op(q, k, v, g, beta, float(scale), out, A_log, dt_bias,
+                                    float(lower_bound), state, state_indices, cu_seqlens)
     tensors = [q, k, v, g, beta, out, A_log, dt_bias, state, state_indices, cu_seqlens]
     bf16 = _prepare(tensors, _NAMES)
     scale = _scalar(scale, "scale")
@@ -88,6 +92,8 @@ def decode(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state, sta
         fw = _framework(tp)
 
     if fw == _TORCH:
+        if pkg._torch_decode_op is None:
+            pkg.register_torch_op()
         if _torch_exchange(tp):
             # Stream and workspace (caching allocator) through PyTorch's DLPack
             # C exchange API, as in fwd.

@@ -1,4 +1,5 @@
-"""``flash_kda.fwd`` as the PyTorch custom op ``torch.ops.flash_kda.fwd``.
+"""``flash_kda.fwd`` and ``flash_kda.decode`` as the PyTorch custom ops
+``torch.ops.flash_kda.fwd`` and ``torch.ops.flash_kda.decode``.
 
 Internal to :mod:`flash_kda`; imported only when PyTorch is loaded (PyTorch
 stays optional). The op mutates ``out``, ``final_state`` and ``checkpoints`` and returns
@@ -63,6 +64,45 @@ def register(eager_fwd: Callable[..., None]):
         return None
 
     op = torch.ops.flash_kda.fwd
+    try:
+        op._flash_kda_registered = True
+    except AttributeError:
+        pass
+    return op
+
+
+def register_decode(eager_decode: Callable[..., None]):
+    """Registers ``flash_kda::decode`` (once per process) and returns the op:
+    mutates ``out`` and the pool ``state``; no defaults (see fwd_op)."""
+    existing = getattr(getattr(torch.ops, "flash_kda", None), "decode", None)
+    if existing is not None and getattr(existing, "_flash_kda_registered", False):
+        return existing
+
+    @torch.library.custom_op("flash_kda::decode", mutates_args=("out", "state"))
+    def decode_op(
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        g: Tensor,
+        beta: Tensor,
+        scale: float,
+        out: Tensor,
+        A_log: Tensor,
+        dt_bias: Tensor,
+        lower_bound: float,
+        state: Tensor,
+        state_indices: Tensor,
+        cu_seqlens: Optional[Tensor],
+    ) -> None:
+        eager_decode(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state, state_indices,
+                     cu_seqlens)
+
+    @decode_op.register_fake
+    def _(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state, state_indices,
+          cu_seqlens) -> None:
+        return None
+
+    op = torch.ops.flash_kda.decode
     try:
         op._flash_kda_registered = True
     except AttributeError:
