@@ -264,9 +264,10 @@ struct Holder {
   }
 };
 
-// Converts `obj` (a DLPack tensor or None) for argument `idx`.
-flash_kda::TensorRef convert_arg(nb::handle obj, int idx, bool uint16_is_bf16, Holder& hold) {
-  const ArgInfo& info = kArgs[idx];
+// Converts `obj` (a DLPack tensor or None) for argument `info`, kept in slot
+// `idx` of `hold` (fwd and decode have their own argument tables).
+flash_kda::TensorRef convert_tensor(nb::handle obj, const ArgInfo& info, int idx, bool uint16_is_bf16,
+                                    Holder& hold) {
   flash_kda::TensorRef ref;  // ndim = -1: not given
   if (obj.is_none()) return ref;
 
@@ -301,12 +302,17 @@ flash_kda::TensorRef convert_arg(nb::handle obj, int idx, bool uint16_is_bf16, H
   return ref;
 }
 
-uint32_t bf16_mask(const std::vector<std::string>& names) {
+flash_kda::TensorRef convert_arg(nb::handle obj, int idx, bool uint16_is_bf16, Holder& hold) {
+  return convert_tensor(obj, kArgs[idx], idx, uint16_is_bf16, hold);
+}
+
+// Bit i set when table[i] is named in `names` (arguments passed as uint16 views of bf16).
+uint32_t bf16_mask(const std::vector<std::string>& names, const ArgInfo* table, int count) {
   uint32_t mask = 0;
   for (const std::string& n : names) {
     bool found = false;
-    for (int i = 0; i < kNumArgs; ++i)
-      if (n == kArgs[i].name) {
+    for (int i = 0; i < count; ++i)
+      if (n == table[i].name) {
         mask |= 1u << i;
         found = true;
       }
@@ -329,7 +335,7 @@ uint32_t bf16_mask(const std::vector<std::string>& names) {
 
 flash_kda::FwdParams make_params(FLASH_KDA_TENSOR_ARGS, const std::vector<std::string>& bf16,
                                  int gate_mode, Holder& hold) {
-  const uint32_t mask = bf16.empty() ? 0u : bf16_mask(bf16);
+  const uint32_t mask = bf16.empty() ? 0u : bf16_mask(bf16, kArgs, kNumArgs);
   auto conv = [&](nb::handle obj, int idx) {
     return convert_arg(obj, idx, (mask >> idx) & 1u, hold);
   };
@@ -370,7 +376,7 @@ size_t py_workspace_size(FLASH_KDA_TENSOR_ARGS, const std::vector<std::string>& 
 }
 
 // Takes a user workspace (tensor) into `hold`; returns its pointer and size.
-void use_workspace(nb::handle ws, const flash_kda::FwdParams& p, Holder& hold, void*& ptr,
+void use_workspace(nb::handle ws, const flash_kda::TensorRef& q, Holder& hold, void*& ptr,
                    size_t& bytes) {
   if (!nb::try_cast(ws, hold.workspace, /*convert=*/false))
     raise_with_argument(PyExc_TypeError, "workspace",
@@ -380,7 +386,7 @@ void use_workspace(nb::handle ws, const flash_kda::FwdParams& p, Holder& hold, v
   static constexpr ArgInfo kWorkspace = {"workspace", 1, true, true};
   flash_kda::TensorRef w;
   fill_ref(hold.workspace, kWorkspace, false, w);
-  if (w.device != p.q.device || w.device_id != p.q.device_id)
+  if (w.device != q.device || w.device_id != q.device_id)
     raise_with_argument(PyExc_ValueError, "workspace",
                         "workspace: expected a buffer on the same device as q");
   if (!w.is_contiguous())
@@ -389,63 +395,65 @@ void use_workspace(nb::handle ws, const flash_kda::FwdParams& p, Holder& hold, v
   bytes = hold.workspace.nbytes();
 }
 
+// The stream of a call: given, else the current stream of q's framework
+// (exchange API), else the default stream.
+cudaStream_t resolve_stream(nb::handle stream, const flash_kda::TensorRef& q, const xapi::Api* api) {
+  if (!stream.is_none()) return reinterpret_cast<cudaStream_t>(nb::cast<uintptr_t>(stream));
+  if (q.present() && q.device == flash_kda::DeviceType::kCUDA && api != nullptr &&
+      api->current_work_stream != nullptr) {
+    void* s = nullptr;
+    if (api->current_work_stream(kDLCUDA, q.device_id, &s) != 0) throw nb::python_error();
+    return static_cast<cudaStream_t>(s);
+  }
+  return nullptr;
+}
+
+// The workspace of a CUDA call: a given tensor, made by a given allocator
+// (nbytes -> tensor), or made by q's framework through the exchange API.
+void acquire_workspace(nb::handle ws, size_t needed, const flash_kda::TensorRef& q,
+                       const xapi::Api* api, Holder& hold, void*& ptr, size_t& bytes) {
+  const bool is_allocator = !ws.is_none() && PyCallable_Check(ws.ptr());
+  if (!ws.is_none() && !is_allocator) {
+    use_workspace(ws, q, hold, ptr, bytes);
+    return;
+  }
+  if (needed == 0) return;
+  if (is_allocator) {
+    hold.workspace_obj = ws(needed);
+    use_workspace(hold.workspace_obj, q, hold, ptr, bytes);
+    return;
+  }
+  if (api == nullptr || api->managed_tensor_allocator == nullptr) return;  // fwd / decode report the missing workspace
+  int64_t shape[1] = {static_cast<int64_t>(needed)};
+  nb::dlpack::dltensor proto;
+  proto.ndim = 1;
+  proto.shape = shape;
+  proto.dtype = nb::dlpack::dtype{static_cast<uint8_t>(nb::dlpack::dtype_code::UInt), 8, 1};
+  proto.device = nb::dlpack::device{kDLCUDA, q.device_id};
+  std::string error;
+  if (api->managed_tensor_allocator(&proto, &hold.workspace_managed, &error, &xapi::set_error) != 0 ||
+      hold.workspace_managed == nullptr) {
+    hold.workspace_managed = nullptr;
+    if (PyErr_Occurred()) throw nb::python_error();
+    raise_with_argument(PyExc_RuntimeError, "workspace",
+                        "workspace: could not allocate " + std::to_string(needed) + " bytes: " + error);
+  }
+  const nb::dlpack::dltensor& t = hold.workspace_managed->dl_tensor;
+  ptr = static_cast<char*>(t.data) + t.byte_offset;
+  bytes = needed;
+}
+
 void py_fwd(FLASH_KDA_TENSOR_ARGS, nb::handle stream, nb::handle workspace,
             const std::vector<std::string>& bf16, int gate_mode) {
   Holder hold;
   const flash_kda::FwdParams p = make_params(FLASH_KDA_PASS_ARGS, bf16, gate_mode, hold);
-  const bool on_cuda = p.q.present() && p.q.device == flash_kda::DeviceType::kCUDA;
   const xapi::Api* api = hold.api[kQ];
   void* ws_ptr = nullptr;
   size_t ws_bytes = 0;
-  cudaStream_t cuda_stream = nullptr;
   try {
-    // The stream: given, else the current stream of q's framework (exchange
-    // API), else the default stream.
-    if (!stream.is_none()) {
-      cuda_stream = reinterpret_cast<cudaStream_t>(nb::cast<uintptr_t>(stream));
-    } else if (on_cuda && api != nullptr && api->current_work_stream != nullptr) {
-      void* s = nullptr;
-      if (api->current_work_stream(kDLCUDA, p.q.device_id, &s) != 0) throw nb::python_error();
-      cuda_stream = static_cast<cudaStream_t>(s);
-    }
-
-    if (on_cuda) {
-      // The workspace: given (a tensor), made by a given allocator, or made by
-      // q's framework through the exchange API; only when it is needed.
-      nb::handle ws = workspace;
-      const bool is_allocator = !ws.is_none() && PyCallable_Check(ws.ptr());
-      if (ws.is_none() || is_allocator) {
-        const size_t needed = flash_kda::fwd_workspace_size(p);
-        if (needed > 0 && is_allocator) {
-          hold.workspace_obj = ws(needed);
-          use_workspace(hold.workspace_obj, p, hold, ws_ptr, ws_bytes);
-        } else if (needed > 0 && api != nullptr && api->managed_tensor_allocator != nullptr) {
-          int64_t shape[1] = {static_cast<int64_t>(needed)};
-          nb::dlpack::dltensor proto;
-          proto.ndim = 1;
-          proto.shape = shape;
-          proto.dtype = nb::dlpack::dtype{static_cast<uint8_t>(nb::dlpack::dtype_code::UInt), 8, 1};
-          proto.device = nb::dlpack::device{kDLCUDA, p.q.device_id};
-          std::string error;
-          if (api->managed_tensor_allocator(&proto, &hold.workspace_managed, &error,
-                                            &xapi::set_error) != 0 ||
-              hold.workspace_managed == nullptr) {
-            hold.workspace_managed = nullptr;
-            if (PyErr_Occurred()) throw nb::python_error();
-            raise_with_argument(PyExc_RuntimeError, "workspace",
-                                "workspace: could not allocate " + std::to_string(needed) +
-                                    " bytes: " + error);
-          }
-          const nb::dlpack::dltensor& t = hold.workspace_managed->dl_tensor;
-          ws_ptr = static_cast<char*>(t.data) + t.byte_offset;
-          ws_bytes = needed;
-        }
-        // needed > 0 without a way to allocate: fwd reports the missing workspace.
-      } else {
-        use_workspace(ws, p, hold, ws_ptr, ws_bytes);
-      }
-    }
-
+    const cudaStream_t cuda_stream = resolve_stream(stream, p.q, api);
+    if (p.q.present() && p.q.device == flash_kda::DeviceType::kCUDA)
+      acquire_workspace(workspace, flash_kda::fwd_workspace_size(p), p.q, api, hold, ws_ptr, ws_bytes);
     nb::gil_scoped_release release;
     flash_kda::fwd(p, ws_ptr, ws_bytes, cuda_stream);
   } catch (const flash_kda::Error& e) {
@@ -487,39 +495,6 @@ static_assert(kNumDecodeArgs <= kNumArgs, "Holder has a slot for every decode ar
 enum DecodeArgIndex { kDecQ, kDecK, kDecV, kDecG, kDecBeta, kDecOut, kDecALog, kDecDtBias,
                       kDecState, kDecIndices, kDecCu };
 
-// Converts `obj` for decode argument `idx` (same rules as convert_arg).
-flash_kda::TensorRef convert_decode_arg(nb::handle obj, int idx, bool uint16_is_bf16, Holder& hold) {
-  const ArgInfo& info = kDecodeArgs[idx];
-  flash_kda::TensorRef ref;
-  if (obj.is_none()) return ref;
-  if (const xapi::Api* api = xapi::lookup(Py_TYPE(obj.ptr()))) {
-    nb::dlpack::dltensor t;
-    if (api->dltensor_from_py_object_no_sync(obj.ptr(), &t) == 0) {
-      hold.api[idx] = api;
-      fill_ref(t.data, t.byte_offset, t.ndim, t.shape, t.strides, t.dtype,
-               t.device.device_type, t.device.device_id, info, uint16_is_bf16, ref);
-      return ref;
-    }
-    PyErr_Clear();
-  }
-  if (info.output) {
-    if (nb::try_cast(obj, hold.outputs[idx], /*convert=*/false)) {
-      fill_ref(hold.outputs[idx], info, uint16_is_bf16, ref);
-      return ref;
-    }
-    nb::ndarray<nb::ro> ro;
-    if (nb::try_cast(obj, ro, false))
-      raise_with_argument(PyExc_ValueError, info.name,
-                          std::string(info.name) +
-                              ": is read-only; expected a writable tensor (written in place)");
-    raise_not_a_tensor(obj, info.name, info.optional);
-  }
-  if (!nb::try_cast(obj, hold.inputs[idx], /*convert=*/false))
-    raise_not_a_tensor(obj, info.name, info.optional);
-  fill_ref(hold.inputs[idx], info, uint16_is_bf16, ref);
-  return ref;
-}
-
 #define FLASH_KDA_DECODE_ARGS                                                              \
   nb::handle q, nb::handle k, nb::handle v, nb::handle g, nb::handle beta, double scale,   \
       nb::handle out, nb::handle A_log, nb::handle dt_bias, double lower_bound,            \
@@ -529,18 +504,9 @@ flash_kda::TensorRef convert_decode_arg(nb::handle obj, int idx, bool uint16_is_
 
 flash_kda::DecodeParams make_decode_params(FLASH_KDA_DECODE_ARGS,
                                            const std::vector<std::string>& bf16, Holder& hold) {
-  uint32_t mask = 0;
-  for (const std::string& n : bf16) {
-    bool found = false;
-    for (int i = 0; i < kNumDecodeArgs; ++i)
-      if (n == kDecodeArgs[i].name) {
-        mask |= 1u << i;
-        found = true;
-      }
-    if (!found) throw nb::value_error(("bf16: unknown argument name '" + n + "'").c_str());
-  }
+  const uint32_t mask = bf16.empty() ? 0u : bf16_mask(bf16, kDecodeArgs, kNumDecodeArgs);
   auto conv = [&](nb::handle obj, int idx) {
-    return convert_decode_arg(obj, idx, (mask >> idx) & 1u, hold);
+    return convert_tensor(obj, kDecodeArgs[idx], idx, (mask >> idx) & 1u, hold);
   };
   flash_kda::DecodeParams p;
   p.q = conv(q, kDecQ);
@@ -559,61 +525,16 @@ flash_kda::DecodeParams make_decode_params(FLASH_KDA_DECODE_ARGS,
   return p;
 }
 
-// The workspace of a CUDA call: a given tensor, made by a given allocator
-// (nbytes -> tensor), or made by q's framework through the exchange API.
-void acquire_workspace(nb::handle ws, size_t needed, const flash_kda::TensorRef& q,
-                       const xapi::Api* api, Holder& hold, void*& ptr, size_t& bytes) {
-  flash_kda::FwdParams qp;  // use_workspace reads q's device only
-  qp.q = q;
-  const bool is_allocator = !ws.is_none() && PyCallable_Check(ws.ptr());
-  if (!ws.is_none() && !is_allocator) {
-    use_workspace(ws, qp, hold, ptr, bytes);
-    return;
-  }
-  if (needed == 0) return;
-  if (is_allocator) {
-    hold.workspace_obj = ws(needed);
-    use_workspace(hold.workspace_obj, qp, hold, ptr, bytes);
-    return;
-  }
-  if (api == nullptr || api->managed_tensor_allocator == nullptr) return;  // decode reports it
-  int64_t shape[1] = {static_cast<int64_t>(needed)};
-  nb::dlpack::dltensor proto;
-  proto.ndim = 1;
-  proto.shape = shape;
-  proto.dtype = nb::dlpack::dtype{static_cast<uint8_t>(nb::dlpack::dtype_code::UInt), 8, 1};
-  proto.device = nb::dlpack::device{kDLCUDA, q.device_id};
-  std::string error;
-  if (api->managed_tensor_allocator(&proto, &hold.workspace_managed, &error, &xapi::set_error) != 0 ||
-      hold.workspace_managed == nullptr) {
-    hold.workspace_managed = nullptr;
-    if (PyErr_Occurred()) throw nb::python_error();
-    raise_with_argument(PyExc_RuntimeError, "workspace",
-                        "workspace: could not allocate " + std::to_string(needed) + " bytes: " + error);
-  }
-  const nb::dlpack::dltensor& t = hold.workspace_managed->dl_tensor;
-  ptr = static_cast<char*>(t.data) + t.byte_offset;
-  bytes = needed;
-}
-
 void py_decode(FLASH_KDA_DECODE_ARGS, nb::handle stream, nb::handle workspace,
                const std::vector<std::string>& bf16) {
   Holder hold;
   const flash_kda::DecodeParams p = make_decode_params(FLASH_KDA_DECODE_PASS, bf16, hold);
-  const bool on_cuda = p.q.present() && p.q.device == flash_kda::DeviceType::kCUDA;
   const xapi::Api* api = hold.api[kDecQ];
   void* ws_ptr = nullptr;
   size_t ws_bytes = 0;
-  cudaStream_t cuda_stream = nullptr;
   try {
-    if (!stream.is_none()) {
-      cuda_stream = reinterpret_cast<cudaStream_t>(nb::cast<uintptr_t>(stream));
-    } else if (on_cuda && api != nullptr && api->current_work_stream != nullptr) {
-      void* s = nullptr;
-      if (api->current_work_stream(kDLCUDA, p.q.device_id, &s) != 0) throw nb::python_error();
-      cuda_stream = static_cast<cudaStream_t>(s);
-    }
-    if (on_cuda)
+    const cudaStream_t cuda_stream = resolve_stream(stream, p.q, api);
+    if (p.q.present() && p.q.device == flash_kda::DeviceType::kCUDA)
       acquire_workspace(workspace, flash_kda::decode_workspace_size(p), p.q, api, hold, ws_ptr,
                         ws_bytes);
     nb::gil_scoped_release release;

@@ -243,6 +243,62 @@ def _cupy_allocate(nbytes: int):
     return cupy.empty(nbytes, dtype=cupy.uint8)
 
 
+def _fwd_arguments(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, initial_state, final_state,
+                   cu_seqlens, state_indices, final_state_indices, zero_start, checkpoints,
+                   checkpoint_offsets, checkpoint_interval, gate):
+    """The positional and keyword arguments of _C.fwd / reference_fwd /
+    workspace_size: tensors made DLPack-readable, scalars checked."""
+    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens,
+               state_indices, final_state_indices, zero_start, checkpoints, checkpoint_offsets]
+    bf16 = _prepare(tensors)
+    interval = _integer(checkpoint_interval, "checkpoint_interval")
+    scale = _scalar(scale, "scale")
+    mode, lower_bound = _gate_mode(gate, lower_bound)
+    q, k, v, g, beta, out, A_log, dt_bias = tensors[:8]
+    args = (q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, *tensors[8:], interval)
+    return args, {"bf16": bf16, "gate_mode": mode}
+
+
+def _launch(c_fn, args, kw):
+    """c_fn(*args, **kw) (an extension entry point whose first argument is q)
+    on the current stream of q's framework, with its allocator for the
+    workspace; host tensors need neither."""
+    q = args[0]
+    tp = type(q)
+    fw = _FRAMEWORK.get(tp)
+    if fw is None:
+        fw = _framework(tp)
+    if fw == _TORCH:
+        if _torch_fwd_op is None:
+            register_torch_op()
+        if _torch_exchange(tp):
+            # The extension reads the tensors through PyTorch's DLPack C
+            # exchange API and takes the current stream and the workspace
+            # (caching allocator) from the same table.
+            return c_fn(*args, **kw)
+        device = q.device
+        if device.type == "cuda":
+            torch = _sys.modules["torch"]
+            if device.index != torch.cuda.current_device():
+                # PyTorch exports CUDA tensors through DLPack only from their
+                # own device; launch there too.
+                with torch.cuda.device(device):
+                    return c_fn(*args, stream=torch.cuda.current_stream(device).cuda_stream,
+                                workspace=_torch_allocator(device), **kw)
+            return c_fn(*args, stream=torch.cuda.current_stream(device).cuda_stream,
+                        workspace=_torch_allocator(device), **kw)
+    elif fw == _CUPY:
+        cupy = _sys.modules["cupy"]
+        with cupy.cuda.Device(q.device.id):
+            return c_fn(*args, stream=cupy.cuda.get_current_stream().ptr, workspace=_cupy_allocate, **kw)
+    elif fw != _NUMPY:
+        dev_type, dev_id = _dlpack_device(q)
+        if dev_type in _CUDA_DEVICE_TYPES:
+            return c_fn(*args, stream=0, workspace=_generic_cuda_allocator(dev_id), **kw)
+    # Host tensors: the CPU backend (needs no stream and no workspace).
+    return c_fn(*args, **kw)
+
+
 # PyTorch integration (torch.ops.flash_kda.fwd, for torch.compile and CUDA
 # graphs): registered when PyTorch is loaded. `_compiling` is true only while
 # Dynamo traces; then `fwd` becomes a call of the custom op.
@@ -302,65 +358,10 @@ def fwd(
                              initial_state, final_state, cu_seqlens,
                              state_indices, final_state_indices, zero_start, checkpoints,
                              checkpoint_offsets, int(checkpoint_interval), gate)
-    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens,
-               state_indices, final_state_indices, zero_start, checkpoints, checkpoint_offsets]
-    bf16 = _prepare(tensors)
-    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors[:11]
-    serving = (*tensors[11:], _integer(checkpoint_interval, "checkpoint_interval"))
-    scale = _scalar(scale, "scale")
-    mode, lower_bound = _gate_mode(gate, lower_bound)
-
-    tp = type(q)
-    fw = _FRAMEWORK.get(tp)
-    if fw is None:
-        fw = _framework(tp)
-
-    if fw == _TORCH:
-        if _torch_fwd_op is None:
-            register_torch_op()
-        if _torch_exchange(tp):
-            # The extension reads the tensors through PyTorch's DLPack C
-            # exchange API and takes the current stream and the workspace
-            # (caching allocator) from the same table.
-            _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                   initial_state, final_state, cu_seqlens, *serving, bf16=bf16, gate_mode=mode)
-            return None
-        device = q.device
-        if device.type == "cuda":
-            torch = _sys.modules["torch"]
-            if device.index != torch.cuda.current_device():
-                # PyTorch exports CUDA tensors through DLPack only from their
-                # own device; launch there too.
-                with torch.cuda.device(device):
-                    stream = torch.cuda.current_stream(device).cuda_stream
-                    _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                           initial_state, final_state, cu_seqlens, *serving, stream=stream,
-                           workspace=_torch_allocator(device), bf16=bf16, gate_mode=mode)
-                return None
-            stream = torch.cuda.current_stream(device).cuda_stream
-            _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                   initial_state, final_state, cu_seqlens, *serving, stream=stream,
-                   workspace=_torch_allocator(device), bf16=bf16, gate_mode=mode)
-            return None
-    elif fw == _CUPY:
-        cupy = _sys.modules["cupy"]
-        with cupy.cuda.Device(q.device.id):
-            stream = cupy.cuda.get_current_stream().ptr
-            _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                   initial_state, final_state, cu_seqlens, *serving, stream=stream,
-                   workspace=_cupy_allocate, bf16=bf16, gate_mode=mode)
-        return None
-    elif fw != _NUMPY:
-        dev_type, dev_id = _dlpack_device(q)
-        if dev_type in _CUDA_DEVICE_TYPES:
-            _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-                   initial_state, final_state, cu_seqlens, *serving, stream=0,
-                   workspace=_generic_cuda_allocator(dev_id), bf16=bf16, gate_mode=mode)
-            return None
-
-    # Host tensors: the CPU backend (needs no stream and no workspace).
-    _C.fwd(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound,
-           initial_state, final_state, cu_seqlens, *serving, bf16=bf16, gate_mode=mode)
+    args, kw = _fwd_arguments(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, initial_state,
+                              final_state, cu_seqlens, state_indices, final_state_indices, zero_start,
+                              checkpoints, checkpoint_offsets, checkpoint_interval, gate)
+    _launch(_C.fwd, args, kw)
     return None
 
 
@@ -420,15 +421,10 @@ def reference_fwd(
     checkpoint_interval=0,
     gate=None,
 ):
-    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens,
-               state_indices, final_state_indices, zero_start, checkpoints, checkpoint_offsets]
-    bf16 = _prepare(tensors)
-    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors[:11]
-    serving = (*tensors[11:], _integer(checkpoint_interval, "checkpoint_interval"))
-    mode, lower_bound = _gate_mode(gate, lower_bound)
-    _C.reference_fwd(q, k, v, g, beta, _scalar(scale, "scale"), out, A_log, dt_bias,
-                     lower_bound, initial_state, final_state,
-                     cu_seqlens, *serving, bf16=bf16, gate_mode=mode)
+    args, kw = _fwd_arguments(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, initial_state,
+                              final_state, cu_seqlens, state_indices, final_state_indices, zero_start,
+                              checkpoints, checkpoint_offsets, checkpoint_interval, gate)
+    _C.reference_fwd(*args, **kw)
 
 
 reference_fwd.__doc__ = (
@@ -469,15 +465,10 @@ def workspace_size(
     checkpoint_interval=0,
     gate=None,
 ) -> int:
-    tensors = [q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens,
-               state_indices, final_state_indices, zero_start, checkpoints, checkpoint_offsets]
-    bf16 = _prepare(tensors)
-    q, k, v, g, beta, out, A_log, dt_bias, initial_state, final_state, cu_seqlens = tensors[:11]
-    serving = (*tensors[11:], _integer(checkpoint_interval, "checkpoint_interval"))
-    mode, lower_bound = _gate_mode(gate, lower_bound)
-    return _C.workspace_size(q, k, v, g, beta, _scalar(scale, "scale"), out, A_log, dt_bias,
-                             lower_bound, initial_state, final_state,
-                             cu_seqlens, *serving, bf16=bf16, gate_mode=mode)
+    args, kw = _fwd_arguments(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, initial_state,
+                              final_state, cu_seqlens, state_indices, final_state_indices, zero_start,
+                              checkpoints, checkpoint_offsets, checkpoint_interval, gate)
+    return _C.workspace_size(*args, **kw)
 
 
 workspace_size.__doc__ = (

@@ -11,21 +11,10 @@ from __future__ import annotations
 import sys as _sys
 
 from . import _C
-from ._dlpack import (
-    CUDA_DEVICE_TYPES as _CUDA_DEVICE_TYPES,
-    CUPY as _CUPY,
-    DECODE_TENSOR_NAMES as _NAMES,
-    NUMPY as _NUMPY,
-    TORCH as _TORCH,
-    _FRAMEWORK,
-    dlpack_device as _dlpack_device,
-    framework as _framework,
-    generic_cuda_allocator as _generic_cuda_allocator,
-    prepare as _prepare,
-)
+from ._dlpack import DECODE_TENSOR_NAMES as _NAMES, prepare as _prepare
 
 # Defined in flash_kda/__init__.py before this module is imported.
-from . import _cupy_allocate, _scalar, _torch_allocator, _torch_exchange  # noqa: E402
+from . import _launch, _scalar  # noqa: E402
 
 #: Most new tokens per sequence in one :func:`decode` call.
 MAX_DECODE_TOKENS: int = _C.max_decode_tokens
@@ -69,10 +58,15 @@ _ERRORS_DOC = """
 """
 
 
-def _call(fn, tensors, scale, lower_bound, **kw):
+def _arguments(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state, state_indices,
+               cu_seqlens):
+    """The positional and keyword arguments of the _C decode entry points."""
+    tensors = [q, k, v, g, beta, out, A_log, dt_bias, state, state_indices, cu_seqlens]
+    bf16 = _prepare(tensors, _NAMES)
     q, k, v, g, beta, out, A_log, dt_bias, state, state_indices, cu_seqlens = tensors
-    fn(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state, state_indices,
-       cu_seqlens, **kw)
+    args = (q, k, v, g, beta, _scalar(scale, "scale"), out, A_log, dt_bias,
+            _scalar(lower_bound, "lower_bound"), state, state_indices, cu_seqlens)
+    return args, {"bf16": bf16}
 
 
 def decode(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state, state_indices,
@@ -81,48 +75,11 @@ def decode(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state, sta
     if pkg._compiling():  # under torch.compile: the custom op torch.ops.flash_kda.decode
         return pkg._torch_decode_op(q, k, v, g, beta, float(scale), out, A_log, dt_bias,
                                     float(lower_bound), state, state_indices, cu_seqlens)
-    tensors = [q, k, v, g, beta, out, A_log, dt_bias, state, state_indices, cu_seqlens]
-    bf16 = _prepare(tensors, _NAMES)
-    scale = _scalar(scale, "scale")
-    lower_bound = _scalar(lower_bound, "lower_bound")
-    q = tensors[0]
-    tp = type(q)
-    fw = _FRAMEWORK.get(tp)
-    if fw is None:
-        fw = _framework(tp)
-
-    if fw == _TORCH:
-        if pkg._torch_decode_op is None:
-            pkg.register_torch_op()
-        if _torch_exchange(tp):
-            # Stream and workspace (caching allocator) through PyTorch's DLPack
-            # C exchange API, as in fwd.
-            _call(_C.decode, tensors, scale, lower_bound, bf16=bf16)
-            return None
-        device = q.device
-        if device.type == "cuda":
-            torch = _sys.modules["torch"]
-            with torch.cuda.device(device):
-                stream = torch.cuda.current_stream(device).cuda_stream
-                _call(_C.decode, tensors, scale, lower_bound, stream=stream,
-                      workspace=_torch_allocator(device), bf16=bf16)
-            return None
-    elif fw == _CUPY:
-        cupy = _sys.modules["cupy"]
-        with cupy.cuda.Device(q.device.id):
-            stream = cupy.cuda.get_current_stream().ptr
-            _call(_C.decode, tensors, scale, lower_bound, stream=stream,
-                  workspace=_cupy_allocate, bf16=bf16)
-        return None
-    elif fw != _NUMPY:
-        dev_type, dev_id = _dlpack_device(q)
-        if dev_type in _CUDA_DEVICE_TYPES:
-            _call(_C.decode, tensors, scale, lower_bound, stream=0,
-                  workspace=_generic_cuda_allocator(dev_id), bf16=bf16)
-            return None
-
-    # Host tensors: the float64 path, stored in the caller's dtypes.
-    _call(_C.decode, tensors, scale, lower_bound, bf16=bf16)
+    args, kw = _arguments(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state,
+                          state_indices, cu_seqlens)
+    # the stream and workspace of q's framework, as for fwd (host tensors: the
+    # float64 path, stored in the caller's dtypes)
+    _launch(_C.decode, args, kw)
     return None
 
 
@@ -157,10 +114,9 @@ decode.__doc__ = (
 
 def reference_decode(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state,
                      state_indices, cu_seqlens=None):
-    tensors = [q, k, v, g, beta, out, A_log, dt_bias, state, state_indices, cu_seqlens]
-    bf16 = _prepare(tensors, _NAMES)
-    _call(_C.reference_decode, tensors, _scalar(scale, "scale"),
-          _scalar(lower_bound, "lower_bound"), bf16=bf16)
+    args, kw = _arguments(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state,
+                          state_indices, cu_seqlens)
+    _C.reference_decode(*args, **kw)
 
 
 reference_decode.__doc__ = (
@@ -180,9 +136,6 @@ def decode_workspace_size(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bo
     """Bytes of scratch memory :func:`decode` needs (0 on the host); validates
     the arguments exactly as :func:`decode` does. Informational: :func:`decode`
     allocates it itself."""
-    tensors = [q, k, v, g, beta, out, A_log, dt_bias, state, state_indices, cu_seqlens]
-    bf16 = _prepare(tensors, _NAMES)
-    q, k, v, g, beta, out, A_log, dt_bias, state, state_indices, cu_seqlens = tensors
-    return _C.decode_workspace_size(q, k, v, g, beta, _scalar(scale, "scale"), out, A_log,
-                                    dt_bias, _scalar(lower_bound, "lower_bound"), state,
-                                    state_indices, cu_seqlens, bf16=bf16)
+    args, kw = _arguments(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state,
+                          state_indices, cu_seqlens)
+    return _C.decode_workspace_size(*args, **kw)
