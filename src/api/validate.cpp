@@ -152,6 +152,28 @@ void fail(ErrorKind kind, const std::string& argument, const std::string& messag
   throw Error(kind, argument, message);
 }
 
+// Head sizes K = V = 128 and the shapes of k, g, v, beta, out against q
+// ([b, t, H, *], with the dimension names of the caller's contract).
+void require_token_shapes(const TensorRef& q, const TensorRef& k, const TensorRef& v, const TensorRef& g,
+                          const TensorRef& beta, const TensorRef& out, const char* b, const char* t) {
+  const int64_t B = q.shape[0], T = q.shape[1], H = q.shape[2], K = q.shape[3];
+  const int64_t V = v.shape[3];
+  if (K != kHeadDim)
+    fail(ErrorKind::kValue, "q",
+         "q: head size K = " + std::to_string(K) + " is not supported; expected K = " +
+             std::to_string(kHeadDim) + " (shape " + shape_string(q) + ")");
+  if (V != kHeadDim)
+    fail(ErrorKind::kValue, "v",
+         "v: head size V = " + std::to_string(V) + " is not supported; expected V = " +
+             std::to_string(kHeadDim) + " (shape " + shape_string(v) + ")");
+  const std::string bt = std::string(b) + ", " + t + ", H";
+  require_shape(k, "k", {B, T, H, K}, "same as q");
+  require_shape(g, "g", {B, T, H, K}, "same as q");
+  require_shape(v, "v", {B, T, H, V}, ("[" + bt + ", V] with " + bt + " of q").c_str());
+  require_shape(beta, "beta", {B, T, H}, ("[" + bt + "] of q").c_str());
+  require_shape(out, "out", {B, T, H, V}, "same as v");
+}
+
 void validate_cu_seqlens_contents(const TensorRef& cu_seqlens, int64_t total_tokens) {
   const int64_t count = cu_seqlens.shape[0];
   if (count < 2) return;  // rank/size errors are reported by validate()
@@ -359,19 +381,7 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
 
   const int64_t B = p.q.shape[0], T = p.q.shape[1], H = p.q.shape[2], K = p.q.shape[3];
   const int64_t V = p.v.shape[3];
-  if (K != kHeadDim)
-    fail(ErrorKind::kValue, "q",
-         "q: head size K = " + std::to_string(K) + " is not supported; expected K = " +
-             std::to_string(kHeadDim) + " (shape " + shape_string(p.q) + ")");
-  if (V != kHeadDim)
-    fail(ErrorKind::kValue, "v",
-         "v: head size V = " + std::to_string(V) + " is not supported; expected V = " +
-             std::to_string(kHeadDim) + " (shape " + shape_string(p.v) + ")");
-  require_shape(p.k, "k", {B, T, H, K}, "same as q");
-  require_shape(p.g, "g", {B, T, H, K}, "same as q");
-  require_shape(p.v, "v", {B, T, H, V}, "[B, T, H, V] with B, T, H of q");
-  require_shape(p.beta, "beta", {B, T, H}, "[B, T, H] of q");
-  require_shape(p.out, "out", {B, T, H, V}, "same as v");
+  require_token_shapes(p.q, p.k, p.v, p.g, p.beta, p.out, "B", "T");
   if (p.A_log.present()) require_shape(p.A_log, "A_log", {H}, "[H]");
   if (p.dt_bias.present()) require_shape(p.dt_bias, "dt_bias", {H, K}, "[H, K]");
 
@@ -591,19 +601,7 @@ DecodeShape validate_decode(const DecodeParams& p, const ValidatePolicy& policy)
 
   const int64_t B = p.q.shape[0], T = p.q.shape[1], H = p.q.shape[2], K = p.q.shape[3];
   const int64_t V = p.v.shape[3];
-  if (K != kHeadDim)
-    fail(ErrorKind::kValue, "q",
-         "q: head size K = " + std::to_string(K) + " is not supported; expected K = " +
-             std::to_string(kHeadDim) + " (shape " + shape_string(p.q) + ")");
-  if (V != kHeadDim)
-    fail(ErrorKind::kValue, "v",
-         "v: head size V = " + std::to_string(V) + " is not supported; expected V = " +
-             std::to_string(kHeadDim) + " (shape " + shape_string(p.v) + ")");
-  require_shape(p.k, "k", {B, T, H, K}, "same as q");
-  require_shape(p.g, "g", {B, T, H, K}, "same as q");
-  require_shape(p.v, "v", {B, T, H, V}, "[N, t, H, V] with N, t, H of q");
-  require_shape(p.beta, "beta", {B, T, H}, "[N, t, H] of q");
-  require_shape(p.out, "out", {B, T, H, V}, "same as v");
+  require_token_shapes(p.q, p.k, p.v, p.g, p.beta, p.out, "N", "t");
   require_shape(p.A_log, "A_log", {H}, "[H]");
   require_shape(p.dt_bias, "dt_bias", {H, K}, "[H, K]");
 
