@@ -19,35 +19,15 @@
 #include <vector>
 
 #include "flash_kda/flash_kda.h"
+#include "runner_util.h"
 
 namespace {
 
 using flash_kda::DType;
 using flash_kda::DeviceType;
-
-#define CHECK_CUDA(expr)                                                                   \
-  do {                                                                                     \
-    cudaError_t err_ = (expr);                                                             \
-    if (err_ != cudaSuccess) {                                                             \
-      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(err_), __FILE__, \
-                   __LINE__);                                                              \
-      std::exit(2);                                                                        \
-    }                                                                                      \
-  } while (0)
-
-uint16_t to_bf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return uint16_t(u >> 16);
-}
-float from_bf16(uint16_t b) {
-  uint32_t u = uint32_t(b) << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
+using runner::from_bf16;
+using runner::rel_l2;
+using runner::to_bf16;
 
 struct Options {
   int heads = 4, batch = 2;
@@ -94,15 +74,6 @@ Options parse(int argc, char** argv) {
     }
   }
   return o;
-}
-
-double rel_l2(const std::vector<double>& ref, const std::vector<double>& got) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    num += (got[i] - ref[i]) * (got[i] - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
 }
 
 }  // namespace
@@ -244,8 +215,8 @@ int main(int argc, char** argv) {
     bool finite = true;
     for (double x : got_out) finite &= std::isfinite(x);
     for (double x : got_state) finite &= std::isfinite(x);
-    const double e_out = rel_l2(ref_out, got_out);
-    const double e_state = has_state ? rel_l2(ref_state, got_state) : 0.0;
+    const double e_out = rel_l2(got_out, ref_out);
+    const double e_state = has_state ? rel_l2(got_state, ref_state) : 0.0;
     const double bar_state = state_dtype == DType::kBFloat16 ? 8e-3 : 5e-3;
     const bool ok = finite && e_out <= 5e-3 && e_state <= bar_state;
     std::printf("verify: rel_l2(out)=%.3e rel_l2(state)=%.3e all_written=%s -> %s\n", e_out, e_state,
