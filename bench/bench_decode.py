@@ -39,7 +39,6 @@ slot), so it writes the state t times; ours writes it once.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -50,7 +49,7 @@ os.environ["FLA_FLASH_KDA"] = "0"  # before fla is imported anywhere
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench_fwd import _f, _short_error, copy_bandwidth, time_calls  # noqa: E402
+from bench_fwd import _f, _short_error, copy_bandwidth, time_calls, write_json  # noqa: E402
 
 D = 128
 LOWER_BOUND = -5.0
@@ -377,11 +376,7 @@ def main(argv=None):
 
     def dump():
         if args.json:
-            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-            tmp = args.json + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(data, f, indent=2)
-            os.replace(tmp, args.json)
+            write_json(args.json, data)
 
     bw = copy_bandwidth()
     data["copy_bandwidth_tbps"] = bw

@@ -162,6 +162,15 @@ def format_table(data: dict) -> str:
     return "\n".join(lines + [""] + notes)
 
 
+def write_json(path: str, data: dict) -> None:
+    """Rewrites `path` atomically (a run cut short still leaves a whole file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
 # --- measuring ------------------------------------------------------------------------
 def _torch():
     import torch
@@ -483,11 +492,7 @@ def main(argv=None):
 
     def dump():
         if args.json:
-            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-            tmp = args.json + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(data, f, indent=2)
-            os.replace(tmp, args.json)
+            write_json(args.json, data)
 
     bw = copy_bandwidth()
     data["copy_bandwidth_tbps"] = bw
