@@ -163,9 +163,8 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
   k.g = params.g.data;
   k.beta = params.beta.data;
   k.out = params.out.data;
-  k.A_log = static_cast<const float*>(params.A_log.data);
+  k.A_log = params.A_log.present() ? static_cast<const float*>(params.A_log.data) : nullptr;
   k.dt_bias = params.dt_bias.present() ? static_cast<const float*>(params.dt_bias.data) : nullptr;
-  k.A_log = params.A_log.present() ? k.A_log : nullptr;
   k.initial_state = params.initial_state.present() ? params.initial_state.data : nullptr;
   k.final_state = params.final_state.present() ? params.final_state.data : nullptr;
   k.initial_kind = state_kind(params.initial_state);
