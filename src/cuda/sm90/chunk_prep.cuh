@@ -43,7 +43,7 @@ struct ChunkPrep {
   float neg_a = 0.f;
   float bias2[4] = {0.f, 0.f, 0.f, 0.f};
 
-  static constexpr float kLog2eF = 1.4426950408889634f;
+  static constexpr float kLog2eF = float(kLog2e);
 
   // The base-2 log decay of one channel from its gate input g. kUnbounded:
   // softplus or precomputed (a uniform runtime branch), clamped at min_gate.
