@@ -76,6 +76,16 @@ else
   record wheels SKIP 0 "no .whl/ folder carried"
 fi
 
+# FLA's Triton kernels: compiled binaries and autotuning results are kept in
+# one cache folder that comes back as $OUT/triton_cache.tar.gz; carried in as
+# .tcache/triton_cache.tar.gz it spares the next fresh machine the ~70 s per
+# new shape of compiling and autotuning.
+export TRITON_CACHE_DIR=/tmp/triton_cache TRITON_CACHE_AUTOTUNING=1
+mkdir -p "$TRITON_CACHE_DIR"
+if [[ -f .tcache/triton_cache.tar.gz ]]; then
+  tar xzf .tcache/triton_cache.tar.gz -C "$TRITON_CACHE_DIR" && echo "Triton cache: $(du -sh "$TRITON_CACHE_DIR" | cut -f1) carried in"
+fi
+
 # ---------------------------------------------------------------------------------
 section "2. machine"
 nvidia-smi || true
@@ -313,6 +323,10 @@ rc=$?
 # secondary files leave $OUT (results.md, raw.tar.gz and the main JSONs stay).
 (cd "$OUT" && tar czf raw.tar.gz --exclude raw.tar.gz ./*.log ./*.json 2>/dev/null &&
   rm -f build.log cpp.log sanitizer.log pytest.log pool_bench.json host_overhead.json wheel_smoke.log) || true
+if [[ -n "$(ls -A "$TRITON_CACHE_DIR" 2>/dev/null)" ]]; then
+  tar czf "$WORK/triton_cache.tar.gz" -C "$TRITON_CACHE_DIR" . 2>/dev/null &&
+    (($(stat -c %s "$WORK/triton_cache.tar.gz") < 15000000)) && mv "$WORK/triton_cache.tar.gz" "$OUT/"
+fi
 echo
 cat "$OUT/results.md" 2>/dev/null || echo "results.md was not written"
 rm -rf "$WORK"

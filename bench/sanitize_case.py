@@ -36,7 +36,14 @@ def main() -> int:
         print("sanitize_case: no CUDA device usable by flash_kda")
         return 2
     failed = 0
-    for case in CASES:
+    # The first case once per value-block width (a CTA per head, clusters of
+    # 2 and 4 CTAs exchanging the prep through distributed shared memory).
+    runs = [(CASES[0], w) for w in ("128", "64", "32")] + [(c, None) for c in CASES[1:]]
+    for case, width in runs:
+        if width is None:
+            os.environ.pop("FLASH_KDA_VALUE_BLOCK", None)
+        else:
+            os.environ["FLASH_KDA_VALUE_BLOCK"] = width
         host = kda_cases.make_inputs(case, device="cpu")
         dev = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in host.items()}
         out_h, fs_h = kda_cases.new_outputs(case, host)
@@ -48,9 +55,9 @@ def main() -> int:
         ref_out, ref_final = kda_cases.reference(host)
         try:
             err = kda_cases.assert_accurate(case, host, out_c, fs_c, ref_out, ref_final)
-            print(f"sanitize_case: OK {case.label()}: {err}")
+            print(f"sanitize_case: OK {case.label()} width {width or 'auto'}: {err}")
         except AssertionError as e:
-            print(f"sanitize_case: MISMATCH {case.label()}: {e}")
+            print(f"sanitize_case: MISMATCH {case.label()} width {width or 'auto'}: {e}")
             failed += 1
     failed += decode_cases()
     return 1 if failed else 0

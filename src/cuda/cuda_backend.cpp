@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 
@@ -135,6 +136,42 @@ bool available(int device_id) {
   return built_for_sm90a() && info.major == 9 && info.minor == 0;
 }
 
+// Value-block width of the forward kernel for `items` (sequence, head)
+// pairs. Width 128 / C runs each pair as a cluster of C CTAs that split the
+// prep, the kernel's bottleneck: per 16-token chunk a CTA's prep takes ~2.5x
+// the recurrence step (bench/NOTES.md), so a cluster advances a chunk in
+// max(2.5 / C, 1) step times, and ceil(items / resident clusters) waves of
+// them run one after another. The cheapest estimate wins; ties go to fewer
+// CTAs per cluster (less copying). The device must be current.
+static int value_block_width(int64_t items, int device) {
+  // FLASH_KDA_VALUE_BLOCK=128|64|32 forces a width (tests and benchmarks
+  // compare them on one shape); a cluster the device cannot place falls back.
+  if (const char* forced = std::getenv("FLASH_KDA_VALUE_BLOCK")) {
+    const std::string w(forced);
+    if (w == "64" && sm90::max_resident_clusters<64>(device) > 0) return 64;
+    if (w == "32" && sm90::max_resident_clusters<32>(device) > 0) return 32;
+    if (w == "128") return 128;
+  }
+  constexpr double kPrepSteps = 2.5;
+  const struct { int bv, cluster, resident; } options[] = {
+      {128, 1, sm90::max_resident_clusters<128>(device)},
+      {64, 2, sm90::max_resident_clusters<64>(device)},
+      {32, 4, sm90::max_resident_clusters<32>(device)},
+  };
+  int best = 128;
+  double best_cost = 0.0;
+  for (const auto& o : options) {
+    if (o.resident <= 0) continue;  // the runtime cannot place such a cluster
+    const double waves = double((items + o.resident - 1) / o.resident);
+    const double cost = waves * std::max(kPrepSteps / o.cluster, 1.0);
+    if (best_cost == 0.0 || cost < best_cost * 0.999) {
+      best = o.bv;
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
 size_t workspace_size(const FwdParams& params, const FwdShape& shape) {
   if (!needs_device_check(params, shape)) return 0;
   const sm90::DeviceCheck c = device_check_bounds(params);
@@ -145,7 +182,6 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
              cudaStream_t stream) {
   const int device = params.q.device_id;
   require_device(device);
-  const DeviceInfo& info = device_info(device);
   if (shape.heads > 65535)
     detail::fail(ErrorKind::kValue, "q", "q: at most 65535 heads are supported, got " + std::to_string(shape.heads));
   const int64_t vblock_limit = int64_t(1) << 31;
@@ -214,11 +250,7 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
     k.status = check.status;
   }
 
-  // Value-block width: as wide as possible while the grid still fills the
-  // GPU; narrower blocks duplicate the (cheap) prep work per CTA.
-  const int64_t items = shape.num_sequences * shape.heads;
-  int bv = 128;
-  if (items * 2 <= info.sm_count) bv = items * 4 <= info.sm_count ? 32 : 64;
+  const int bv = value_block_width(shape.num_sequences * shape.heads, device);
   k.num_vblocks = kHeadDim / bv;
 
   const bool unbounded = k.gate_kind != sm90::GateKind::kLowerBound;

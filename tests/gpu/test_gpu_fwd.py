@@ -227,6 +227,32 @@ def test_determinism(layout):
     assert torch.equal(fs1, fs2), f"final_state differs between two identical calls (max |diff| {max_abs_diff(fs1, fs2)})"
 
 
+@pytest.mark.parametrize("gate_kind", ["lower_bound", "softplus"])
+@pytest.mark.parametrize("layout", ["fixed", "varlen"])
+def test_value_block_widths_agree(layout, gate_kind, monkeypatch):
+    """The three compiled widths (one CTA per head, clusters of 2 and 4 CTAs
+    that split the prep and exchange it through distributed shared memory)
+    compute the same operations in the same order: bit-identical results,
+    and each within the bar of the oracle. Lengths cover every chunk
+    ownership pattern of a cluster (1..29 chunks, tails, an empty sequence)."""
+    extra = {"a_log": "2", "dt": "-8"} if gate_kind == "softplus" else {}
+    if layout == "fixed":
+        case = Case(B=2, T=333, H=3, gate_kind=gate_kind, seed=710, **extra)
+    else:
+        case = Case(lengths=[1, 17, 300, 0, 16, 200, 64, 465, 129], H=3, gate_kind=gate_kind, seed=711, **extra)
+    inp = make_inputs(case)
+    ref_out, ref_final = reference(inp)
+    results = {}
+    for width in ("128", "64", "32"):
+        monkeypatch.setenv("FLASH_KDA_VALUE_BLOCK", width)
+        results[width] = run_ours(case, inp)
+        assert_accurate(case, inp, *results[width], ref_out, ref_final)
+    for width in ("64", "32"):
+        for i, what in enumerate(("out", "final_state")):
+            a, b = results["128"][i], results[width][i]
+            assert torch.equal(a, b), f"{what}: width {width} differs from 128 (max |diff| {max_abs_diff(a, b)})"
+
+
 def _assert_same(a, b, what):
     """Bit-identical, or at least relative L2 <= 1e-6."""
     if torch.equal(a, b):

@@ -61,10 +61,12 @@ def test_softplus_without_dt_bias():
     _check(Case(B=2, T=300, H=4, gate="normal", dt="none", a_log="0", gate_kind="softplus", seed=970))
 
 
-@pytest.mark.parametrize("H,B", [(2, 1), (16, 2), (64, 3)], ids=["bv32", "bv64", "bv128"])
-def test_softplus_value_block_widths(H, B):
-    """Each compiled value-block width (the launcher picks it from N x H)."""
-    _check(Case(B=B, T=200, H=H, gate="normal", dt="-8", a_log="2", gate_kind="softplus", seed=980 + H))
+@pytest.mark.parametrize("width", ["128", "64", "32"])
+def test_softplus_value_block_widths(width, monkeypatch):
+    """Each compiled value-block width (clusters of 1, 2, 4 CTAs), forced."""
+    monkeypatch.setenv("FLASH_KDA_VALUE_BLOCK", width)
+    _check(Case(lengths=[1, 17, 300, 0, 16, 200], H=3, gate="normal", dt="-8", a_log="2",
+                gate_kind="softplus", init="fp32", final="fp32", seed=980 + int(width)))
 
 
 @pytest.mark.parametrize("kind", ["precomputed", "precomputed_fp32"])

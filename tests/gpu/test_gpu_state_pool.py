@@ -146,9 +146,11 @@ def test_pool_matches_oracle(name):
 
 
 # --- checkpoints ----------------------------------------------------------------------
+@pytest.mark.parametrize("width", ["128", "64", "32"])  # value-block width: clusters of 1, 2, 4 CTAs
 @pytest.mark.parametrize("ckpt_dtype", ["bf16", "fp32"])
 @pytest.mark.parametrize("interval", [16, 64])
-def test_checkpoints_match_oracle_prefixes(ckpt_dtype, interval):
+def test_checkpoints_match_oracle_prefixes(ckpt_dtype, interval, width, monkeypatch):
+    monkeypatch.setenv("FLASH_KDA_VALUE_BLOCK", width)
     case = Case(lengths=[130, 64, 0, 300, 15], H=2, init="fp32", final="fp32", seed=3100 + interval)
     inp = make_inputs(case)
     lengths = case.lengths

@@ -2,7 +2,9 @@
 // the recurrent state, computed ahead of the recurrence warps.
 //
 // Prep pair p (two warps, "halves") handles chunks p, p+4, p+8, ... in stage p;
-// half h owns tokens 8h..8h+7 for the elementwise work and half of every
+// in a cluster of C CTAs (kBV < 128) the pair of CTA r takes only every C-th
+// of them (p + 4r, p + 4r + 4C, ...) and copies its results to the peers.
+// Half h owns tokens 8h..8h+7 for the elementwise work and half of every
 // matrix product. Per chunk:
 //   1. bulk-load q, k, g, v rows into the raw stage (the next chunk's loads
 //      are issued as soon as this chunk's raw tiles are consumed);
@@ -15,7 +17,8 @@
 //   5. W = INV·diag(b)·kd and U0ᵀ = vᵀ·(INV·diag(b))ᵀ (the WY form takes the
 //      inverse off the recurrence's critical path);
 //   6. publish W;qd, kr, Mqk, 2^Γ, U0ᵀ in the prepped stage (qd and kr are
-//      written there directly by step 2, once the recurrence has released it).
+//      written there directly by step 2, once the recurrence warps of every
+//      CTA of the cluster have released it), then bulk-copy it to the peers.
 #pragma once
 
 #include "cuda/sm90/shared_storage.cuh"
@@ -27,6 +30,8 @@ template <int kBV>
 struct ChunkPrep {
   using Smem = SharedStorage<kBV>;
   static constexpr int kVTiles = Smem::kVTiles;
+  static constexpr int kCluster = Smem::kCluster;
+  static constexpr int kAllVTiles = kDim / 16;  // U0ᵀ tiles of the whole cluster
   static constexpr int kHalf = kChunk / 2;  // tokens per half
 
   const FwdKernelParams& p;
@@ -74,7 +79,7 @@ struct ChunkPrep {
   // tokens, 2^±115.4) and L, Mqk never meet an overflow; r is an integer, so
   // qd and W are brought back to 2^G exactly (rescale_qd, publish of W).
   template <bool kFull, bool kUnbounded>
-  __device__ void elementwise(int c, int valid, int it, float (&exp_gamma)[4]) {
+  __device__ void elementwise(int c, int valid, int releases, float (&exp_gamma)[4]) {
     constexpr bool kRelative = kUnbounded;
     auto& raw = s.raw[stage];
     auto& scr = s.scratch[stage];
@@ -118,9 +123,15 @@ struct ChunkPrep {
     *reinterpret_cast<float4*>(&scr.gamma_part[half][4 * lane]) = make_float4(part[0], part[1], part[2], part[3]);
     sync_pair();  // #1
     // The main pass writes into the prepped stage: wait until the recurrence
-    // has released it (chunk c - 4). The prep is the slower side, so this
-    // wait is normally already satisfied.
-    if (it > 0) wait_barrier(&s.prepped_empty[stage], (it - 1) & 1);
+    // warps (of every CTA of the cluster) have released it (chunk c - 4);
+    // `releases` earlier releases of this stage were for this CTA. The prep
+    // is the slower side, so this wait is normally already satisfied.
+    if (c >= kStages) {
+      if constexpr (kCluster > 1)
+        wait_barrier_cluster(&s.prepped_empty[stage], releases & 1);
+      else
+        wait_barrier(&s.prepped_empty[stage], releases & 1);
+    }
     const float4 p0 = *reinterpret_cast<const float4*>(&scr.gamma_part[0][4 * lane]);
     const float4 p1 = *reinterpret_cast<const float4*>(&scr.gamma_part[1][4 * lane]);
     exp_gamma[0] = fast_exp2(p0.x + p1.x);
@@ -180,8 +191,8 @@ struct ChunkPrep {
       // The bf16 rounding residues of qd and ki make Mqk = qd·kiᵀ exact to
       // ~16 bits (q·k cancels: bf16 operands alone cost ~3e-3 relative in
       // outputs with little history).
-      store4(scr.qd_lo, t0 + t, residue4(qd));
-      store4(scr.ki_lo, t0 + t, residue4(ki));
+      store4(scr.lo.qd_lo, t0 + t, residue4(qd));
+      store4(scr.lo.ki_lo, t0 + t, residue4(ki));
     }
   }
 
@@ -219,17 +230,38 @@ struct ChunkPrep {
     }
   }
 
-  // Issues the bulk loads of chunk c's v rows, this CTA's value block (half 0 only).
+  // Issues the bulk loads of chunk c's v rows, all value columns (half 0 only).
   __device__ void load_v(int c) {
     const int valid = w.valid_rows(c);
     uint64_t* bar = &s.raw_v_full[stage];
-    constexpr int kRowBytes = kBV * sizeof(bf16);
+    constexpr int kRowBytes = kDim * sizeof(bf16);
     if (lane == 0) Barrier::arrive_and_expect_tx(bar, uint32_t(valid * kRowBytes));
     __syncwarp();
     if (lane < valid) {
-      const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + lane) + w.vblock * kBV;
-      bulk_load(&s.raw[stage].v[lane * kBV], static_cast<const bf16*>(p.v) + off, kRowBytes, bar);
+      const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + lane);
+      bulk_load(&s.raw[stage].v[lane * kDim], static_cast<const bf16*>(p.v) + off, kRowBytes, bar);
     }
+  }
+
+  // After this CTA's own stage is complete (and fenced for the async proxy):
+  // one thread sends the value-independent part and each peer's U0ᵀ slice to
+  // the peers, completing on their prepped_full; then the local arrival.
+  // The sources are reused only after the stage's next release, which needs
+  // every peer to have consumed this chunk, so the copies have landed.
+  __device__ void publish(int c) {
+    if (half != 0 || lane != 0) return;
+    if constexpr (kCluster > 1) {
+      auto& out = s.prepped[stage];
+#pragma unroll
+      for (int peer = 0; peer < kCluster; ++peer) {
+        if (peer == w.vblock) continue;
+        arrive_expect_tx_cluster(&s.prepped_full[stage], peer, Smem::kSharedPreppedBytes + Smem::kU0Bytes);
+        bulk_copy_to_peer(&out, &out, Smem::kSharedPreppedBytes, &s.prepped_full[stage], peer);
+        bulk_copy_to_peer(&s.scratch[stage].peer_u0[peer][0][0][0], &out.u0[0][0][0], Smem::kU0Bytes,
+                          &s.prepped_full[stage], peer);
+      }
+    }
+    Barrier::arrive(&s.prepped_full[stage]);
   }
 
   // beta logit of chunk c's token `lane` (lanes >= 16 or past the end: 0).
@@ -242,7 +274,7 @@ struct ChunkPrep {
   // the relative-exponent work must not weigh on FlashKDA's gate).
   template <bool kUnbounded>
   __device__ __forceinline__ void run() {
-    if (stage >= w.num_chunks) return;
+    if (stage + kStages * w.vblock >= w.num_chunks) return;  // no chunk for this pair
     // Per-head constants: this lane's 4 key channels (dt_bias absent: zeros).
     const float a = p.A_log != nullptr ? expf(p.A_log[w.head]) : 0.f;
     const float4 dtb = p.dt_bias != nullptr
@@ -261,7 +293,9 @@ struct ChunkPrep {
   template <bool kUnbounded>
   __device__ __forceinline__ void run_chunks() {
     constexpr bool kRelative = kUnbounded;
-    const int first = stage;
+    // Cluster rank r = w.vblock prepares chunks stage + 4r + 4C·j.
+    const int first = stage + kStages * w.vblock;
+    constexpr int kStride = kStages * kCluster;
     const int gid = lane >> 2, qid = lane & 3;
     const int t0 = half * kHalf;  // first token of this half
 
@@ -271,12 +305,15 @@ struct ChunkPrep {
     }
     float beta_next = load_beta(first);
 
-    for (int c = first, it = 0; c < w.num_chunks; c += kStages, ++it) {
+    for (int c = first, it = 0; c < w.num_chunks; c += kStride, ++it) {
       const int valid = w.valid_rows(c);
       const uint32_t phase = it & 1;
+      // Releases of this stage that were for this CTA before chunk c
+      // (rank 0's first use needs none; see elementwise).
+      const int releases = w.vblock == 0 ? it - 1 : it;
       // b_t = sigmoid(beta_t) for token t = lane (0 past the end).
       const float b_mine = lane < valid ? fast_sigmoid(beta_next) : 0.f;
-      const int next = c + kStages;
+      const int next = c + kStride;
       auto& raw = s.raw[stage];
       auto& scr = s.scratch[stage];
 
@@ -284,9 +321,9 @@ struct ChunkPrep {
 
       float exp_gamma[4];
       if (valid == kChunk) {
-        elementwise<true, kUnbounded>(c, valid, it, exp_gamma);
+        elementwise<true, kUnbounded>(c, valid, releases, exp_gamma);
       } else {
-        elementwise<false, kUnbounded>(c, valid, it, exp_gamma);
+        elementwise<false, kUnbounded>(c, valid, releases, exp_gamma);
       }
       sync_pair();  // #2: scratch rows complete, raw q/k/g consumed by both halves
 
@@ -312,8 +349,8 @@ struct ChunkPrep {
           mma(m_acc, a_qd, b);
           FragA a_qd_lo;
           uint32_t b_ki_lo[4];
-          ldsm_x4(&scr.qd_lo[swz128(ar.row, 16 * ks + ar.col)], a_qd_lo.x);
-          ldsm_x4(&scr.ki_lo[swz128(br.row, 16 * ks + br.col)], b_ki_lo);
+          ldsm_x4(&scr.lo.qd_lo[swz128(ar.row, 16 * ks + ar.col)], a_qd_lo.x);
+          ldsm_x4(&scr.lo.ki_lo[swz128(br.row, 16 * ks + br.col)], b_ki_lo);
           mma(m_acc, a_qd_lo, b);
           mma(m_acc, a_qd, FragB{{half ? b_ki_lo[2] : b_ki_lo[0], half ? b_ki_lo[3] : b_ki_lo[1]}});
         }
@@ -425,12 +462,13 @@ struct ChunkPrep {
         }
       }
 
-      // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in the recurrence warps' fragment order, this half's value tiles
+      // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in the recurrence warps' fragment order,
+      // this half's value tiles of the whole cluster (peers' tiles staged)
       wait_barrier(&s.raw_v_full[stage], phase);
       if (valid < kChunk) {  // tail: rows past the end hold stale data; make them exact zeros
         if (half == 0) {
-          for (int idx = lane; idx < (kChunk - valid) * kBV / 8; idx += 32)
-            reinterpret_cast<uint4*>(&raw.v[valid * kBV])[idx] = make_uint4(0, 0, 0, 0);
+          for (int idx = lane; idx < (kChunk - valid) * kDim / 8; idx += 32)
+            reinterpret_cast<uint4*>(&raw.v[valid * kDim])[idx] = make_uint4(0, 0, 0, 0);
         }
         sync_pair();  // (the pair takes this branch together: valid is uniform)
       }
@@ -440,17 +478,19 @@ struct ChunkPrep {
         ldsm_x4(&scr.solve.invb.hi[swz16(br.row, br.col)], b_hi);
         ldsm_x4(&scr.solve.invb.lo[swz16(br.row, br.col)], b_lo);
 #pragma unroll
-        for (int mth = 0; mth < kVTiles / 2; ++mth) {
-          const int mt = half * (kVTiles / 2) + mth;
+        for (int mth = 0; mth < kAllVTiles / 2; ++mth) {
+          const int mt = half * (kAllVTiles / 2) + mth;  // value rows 16mt..16mt+15
           FragA a_v;
-          ldsm_x4_trans(&raw.v[br.row * kBV + 16 * mt + br.col], a_v.x);
+          ldsm_x4_trans(&raw.v[br.row * kDim + 16 * mt + br.col], a_v.x);
           FragC u[2];
 #pragma unroll
           for (int n = 0; n < 2; ++n) {
             mma(u[n], a_v, FragB{{b_hi[2 * n], b_hi[2 * n + 1]}});
             mma(u[n], a_v, FragB{{b_lo[2 * n], b_lo[2 * n + 1]}});
           }
-          float4* dst = reinterpret_cast<float4*>(out.u0[mt][lane]);
+          const int owner = mt / kVTiles, tile = mt % kVTiles;
+          float4* dst = reinterpret_cast<float4*>(kCluster == 1 || owner == w.vblock ? out.u0[tile][lane]
+                                                                                     : scr.peer_u0[owner][tile][lane]);
           dst[0] = make_float4(u[0].x[0], u[0].x[1], u[0].x[2], u[0].x[3]);
           dst[1] = make_float4(u[1].x[0], u[1].x[1], u[1].x[2], u[1].x[3]);
         }
@@ -476,7 +516,7 @@ struct ChunkPrep {
       fence_async_shared();
       sync_pair();  // #6
       if (half == 0 && next < w.num_chunks) load_v(next);
-      Barrier::arrive(&s.prepped_full[stage]);
+      publish(c);
     }
   }
 

@@ -73,7 +73,10 @@ struct Recurrence {
   __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, const LaneRowCol& ar,
                                              const LaneRowCol& br, int qid) const {
     const int stage = c % kStages;
-    wait_barrier(&s.prepped_full[stage], (c / kStages) & 1);
+    if constexpr (Smem::kCluster > 1)
+      wait_barrier_cluster(&s.prepped_full[stage], (c / kStages) & 1);
+    else
+      wait_barrier(&s.prepped_full[stage], (c / kStages) & 1);
     auto& in = s.prepped[stage];
 
     // P = S·[W; qd]ᵀ: pw (tokens 0-7, 8-15 of W), pq (of qd)
@@ -154,8 +157,18 @@ struct Recurrence {
                           warp * 16 + (lane & 1) * 8;
       *reinterpret_cast<uint4*>(static_cast<bf16*>(p.out) + off) = val;
     }
+    // Release the stage to the CTA that prepares its next chunk (c + 4):
+    // one arrival per warp, once the warp's reads (and its output staging in
+    // u0, which that CTA's bulk copy overwrites) are done.
+    if constexpr (Smem::kCluster > 1) fence_async_shared();
     __syncwarp();
-    Barrier::arrive(&s.prepped_empty[stage]);
+    const int next = c + kStages;
+    if (lane == 0 && next < w.num_chunks) {
+      if constexpr (Smem::kCluster > 1)
+        arrive_cluster(&s.prepped_empty[stage], (next / kStages) % Smem::kCluster);
+      else
+        Barrier::arrive(&s.prepped_empty[stage]);
+    }
   }
 
   // kCheckpoints: the loop in segments of checkpoint_chunks chunks with a

@@ -1,13 +1,20 @@
 // Shared-memory layout of the SM90 forward kernel.
 //
 // Four prep warp pairs each own one pipeline stage: chunk c lives in stage c % 4.
-//   raw:     bulk-copy targets for the chunk's q, k, g (one barrier) and v (another)
+//   raw:     bulk-copy targets for the chunk's q, k, g (one barrier) and all 128 v columns (another)
 //   scratch: the prep pair's working tiles (kd, ki, residues of qd and ki, L, INV·diag(b))
 //   prepped: what the recurrence warps read for the chunk (W;qd, kr, Mqk, 2^Γ, U0ᵀ)
+//
+// With kBV < 128 the kDim / kBV CTAs of one (sequence, head) form a thread
+// block cluster and share the prep: the CTA that prepares a chunk copies the
+// value-independent part of its prepped stage, and each peer's U0ᵀ slice, into
+// the peers' shared memory (bulk copies over DSMEM).
 #pragma once
 
 #include "cuda/sm90/device_utils.cuh"
 #include "common/constants.h"
+
+#include <cstddef>
 
 namespace flash_kda::sm90 {
 
@@ -18,13 +25,14 @@ inline constexpr int kPrepWarps = 2 * kStages;   // two warps (halves) per stage
 template <int kBV>
 struct SharedStorage {
   static_assert(kChunk == 16, "the fragment layouts assume 16-token chunks");
-  static constexpr int kVTiles = kBV / 16;  // 16-row slices of this CTA's V block
+  static constexpr int kVTiles = kBV / 16;     // 16-row slices of this CTA's V block
+  static constexpr int kCluster = kDim / kBV;  // CTAs sharing one (sequence, head)
 
   struct Raw {
     bf16 q[kChunk * kDim];   // linear rows: bulk-copy destinations
     bf16 k[kChunk * kDim];
     bf16 g[kChunk * kDim];
-    bf16 v[kChunk * kBV];
+    bf16 v[kChunk * kDim];   // all value columns: U0ᵀ is computed for the whole cluster
   };
   struct Scratch {
     bf16 kd[kChunk * kDim];  // swizzled (swz128)
@@ -38,14 +46,22 @@ struct SharedStorage {
         float yblk[2][kChunk / 2][kChunk / 2];  // inverses of L's two 8x8 diagonal blocks
       } solve;
     };
-    bf16 qd_lo[kChunk * kDim];  // qd - bf16(qd), swizzled
-    bf16 ki_lo[kChunk * kDim];  // ki - bf16(ki)
+    union {
+      struct {
+        bf16 qd_lo[kChunk * kDim];  // qd - bf16(qd), swizzled
+        bf16 ki_lo[kChunk * kDim];  // ki - bf16(ki)
+      } lo;
+      // U0ᵀ slices of the peer CTAs (entry [own rank] unused), staged for
+      // the bulk copies; written after Mqk has read the residues.
+      float peer_u0[kCluster][kVTiles][32][8];
+    };
     union {
       float gamma_part[2][kDim];        // the halves' gate sums, exchanged
       float lmat[kChunk * kChunk];      // L, fp32, strictly lower, rows scaled by b
     };
     float ref_scale[kDim];  // unbounded gates: 2^r per key channel (see ChunkPrep)
   };
+  // Members up to u0 are the same in every CTA of a cluster (copied as one block).
   struct Prepped {
     bf16 wq[2 * kChunk * kDim];      // rows 0-15: W = INV·diag(b)·kd; rows 16-31: qd (swz128)
     bf16 kr[kChunk * kDim];          // swz128
@@ -56,14 +72,18 @@ struct SharedStorage {
     // reuses its own slice u0[w] to stage its output tile.
     float u0[kVTiles][32][8];
   };
+  static constexpr uint32_t kSharedPreppedBytes = uint32_t(offsetof(Prepped, u0));
+  static constexpr uint32_t kU0Bytes = uint32_t(sizeof(Prepped::u0));
+  static_assert(kSharedPreppedBytes % 16 == 0 && kU0Bytes % 16 == 0, "bulk copies move 16-byte multiples");
+  static_assert(sizeof(Raw) % 16 == 0 && sizeof(Prepped) % 16 == 0, "stages must stay 16-byte aligned");
 
   Raw raw[kStages];
   Scratch scratch[kStages];
   Prepped prepped[kStages];
   uint64_t raw_qkg_full[kStages];
   uint64_t raw_v_full[kStages];
-  uint64_t prepped_full[kStages];
-  uint64_t prepped_empty[kStages];
+  uint64_t prepped_full[kStages];   // one arrival (the preparing CTA) + the bytes of its copies
+  uint64_t prepped_empty[kStages];  // one arrival per recurrence warp of every CTA of the cluster
 };
 
 }  // namespace flash_kda::sm90
