@@ -138,11 +138,12 @@ bool available(int device_id) {
 
 // Value-block width of the forward kernel for `items` (sequence, head)
 // pairs. Width 128 / C runs each pair as a cluster of C CTAs that split the
-// prep, the kernel's bottleneck: per 16-token chunk a CTA's prep takes ~2.5x
-// the recurrence step (bench/NOTES.md), so a cluster advances a chunk in
-// max(2.5 / C, 1) step times, and ceil(items / resident clusters) waves of
-// them run one after another. The cheapest estimate wins; ties go to fewer
-// CTAs per cluster (less copying). The device must be current.
+// prep, the kernel's bottleneck. A prep pair needs ~10 recurrence-step times
+// for one chunk (bench/NOTES.md), and a cluster has 4 (C = 1) or 3·C (C > 1)
+// chunks in preparation at once, so it advances a chunk every
+// max(10 / in-flight, 1) step times; ceil(items / resident clusters) waves
+// of clusters run one after another. The cheapest estimate wins; ties go to
+// fewer CTAs per cluster (less copying).
 static int value_block_width(int64_t items, int device) {
   // FLASH_KDA_VALUE_BLOCK=128|64|32 forces a width (tests and benchmarks
   // compare them on one shape); a cluster the device cannot place falls back.
@@ -152,18 +153,18 @@ static int value_block_width(int64_t items, int device) {
     if (w == "32" && sm90::max_resident_clusters<32>(device) > 0) return 32;
     if (w == "128") return 128;
   }
-  constexpr double kPrepSteps = 2.5;
-  const struct { int bv, cluster, resident; } options[] = {
-      {128, 1, sm90::max_resident_clusters<128>(device)},
-      {64, 2, sm90::max_resident_clusters<64>(device)},
-      {32, 4, sm90::max_resident_clusters<32>(device)},
+  constexpr double kPrepSteps = 10.0;
+  const struct { int bv, in_flight, resident; } options[] = {
+      {128, 4, sm90::max_resident_clusters<128>(device)},
+      {64, 6, sm90::max_resident_clusters<64>(device)},
+      {32, 12, sm90::max_resident_clusters<32>(device)},
   };
   int best = 128;
   double best_cost = 0.0;
   for (const auto& o : options) {
     if (o.resident <= 0) continue;  // the runtime cannot place such a cluster
     const double waves = double((items + o.resident - 1) / o.resident);
-    const double cost = waves * std::max(kPrepSteps / o.cluster, 1.0);
+    const double cost = waves * std::max(kPrepSteps / o.in_flight, 1.0);
     if (best_cost == 0.0 || cost < best_cost * 0.999) {
       best = o.bv;
       best_cost = cost;

@@ -2,8 +2,9 @@
 // the recurrent state, computed ahead of the recurrence warps.
 //
 // Prep pair p (two warps, "halves") handles chunks p, p+4, p+8, ... in stage p;
-// in a cluster of C CTAs (kBV < 128) the pair of CTA r takes only every C-th
-// of them (p + 4r, p + 4r + 4C, ...) and copies its results to the peers.
+// in a cluster of C CTAs (kBV < 128, 3 stages) the pair of CTA r takes only
+// every C-th of them (p + 3r, p + 3r + 3C, ...), builds each in its private
+// image and copies it to every CTA of the cluster (shared_storage.cuh).
 // Half h owns tokens 8h..8h+7 for the elementwise work and half of every
 // matrix product. Per chunk:
 //   1. bulk-load q, k, g, v rows into the raw stage (the next chunk's loads
@@ -16,9 +17,9 @@
 //      hi + lo so the products below keep ~16 bits;
 //   5. W = INV·diag(b)·kd and U0ᵀ = vᵀ·(INV·diag(b))ᵀ (the WY form takes the
 //      inverse off the recurrence's critical path);
-//   6. publish W;qd, kr, Mqk, 2^Γ, U0ᵀ in the prepped stage (qd and kr are
-//      written there directly by step 2, once the recurrence warps of every
-//      CTA of the cluster have released it), then bulk-copy it to the peers.
+//   6. publish W;qd, kr, Mqk, 2^Γ, U0ᵀ in the prepped stage: written there
+//      directly (one CTA per head, once the recurrence has released the
+//      stage), or bulk-copied from the image to every CTA of the cluster.
 #pragma once
 
 #include "cuda/sm90/shared_storage.cuh"
@@ -31,7 +32,9 @@ struct ChunkPrep {
   using Smem = SharedStorage<kBV>;
   static constexpr int kVTiles = Smem::kVTiles;
   static constexpr int kCluster = Smem::kCluster;
-  static constexpr int kAllVTiles = kDim / 16;  // U0ᵀ tiles of the whole cluster
+  static constexpr int kAllVTiles = Smem::kAllVTiles;  // U0ᵀ tiles of the whole cluster
+  static constexpr int kStages = Smem::kStages;
+  static constexpr bool kImages = Smem::kImages;
   static constexpr int kHalf = kChunk / 2;  // tokens per half
 
   const FwdKernelParams& p;
@@ -69,6 +72,15 @@ struct ChunkPrep {
 
   __device__ void sync_pair() const { pair_barrier(1 + stage); }
 
+  // Where this pair builds a chunk's value-independent results: its private
+  // image (clusters) or its prepped stage itself.
+  __device__ typename Smem::Shared& img() const {
+    if constexpr (kImages)
+      return s.image[stage];
+    else
+      return s.prepped[stage].shared;
+  }
+
   // L2 norms, gate, cumsum and the decayed operands of this half's 8 tokens:
   // writes kd, ki, qd, kr rows to scratch and returns 2^Γ of this lane's
   // channels. kFull: all 16 rows are real tokens (no masking needed).
@@ -79,11 +91,11 @@ struct ChunkPrep {
   // tokens, 2^±115.4) and L, Mqk never meet an overflow; r is an integer, so
   // qd and W are brought back to 2^G exactly (rescale_qd, publish of W).
   template <bool kFull, bool kUnbounded>
-  __device__ void elementwise(int c, int valid, int releases, float (&exp_gamma)[4]) {
+  __device__ void elementwise(int c, int valid, int it, float (&exp_gamma)[4]) {
     constexpr bool kRelative = kUnbounded;
     auto& raw = s.raw[stage];
     auto& scr = s.scratch[stage];
-    auto& out = s.prepped[stage];
+    auto& out = img();
     const int t0 = half * kHalf;
     float sums[2 * kHalf];
 #pragma unroll
@@ -122,15 +134,15 @@ struct ChunkPrep {
     // Exchange the halves' sums: half 1's G starts at half 0's total; Γ = both.
     *reinterpret_cast<float4*>(&scr.gamma_part[half][4 * lane]) = make_float4(part[0], part[1], part[2], part[3]);
     sync_pair();  // #1
-    // The main pass writes into the prepped stage: wait until the recurrence
-    // warps (of every CTA of the cluster) have released it (chunk c - 4);
-    // `releases` earlier releases of this stage were for this CTA. The prep
-    // is the slower side, so this wait is normally already satisfied.
-    if (c >= kStages) {
-      if constexpr (kCluster > 1)
-        wait_barrier_cluster(&s.prepped_empty[stage], releases & 1);
+    // The main pass writes into the prepped stage (image): wait until the
+    // recurrence has released it (of every CTA: the copies of this pair's
+    // previous chunk have landed). The prep is the slower side, so this wait
+    // is normally already satisfied.
+    if (it > 0) {
+      if constexpr (kImages)
+        wait_barrier_cluster(&s.image_free[stage], (it - 1) & 1);
       else
-        wait_barrier(&s.prepped_empty[stage], releases & 1);
+        wait_barrier(&s.prepped_empty[stage], (it - 1) & 1);
     }
     const float4 p0 = *reinterpret_cast<const float4*>(&scr.gamma_part[0][4 * lane]);
     const float4 p1 = *reinterpret_cast<const float4*>(&scr.gamma_part[1][4 * lane]);
@@ -183,10 +195,11 @@ struct ChunkPrep {
           kr[i] = ki[i] * exp_gamma[i];         // = kn·2^(Γ-G) <= |kn|
         qd[i] = qv[i] * rq * up;
       }
-      // qd and kr go straight to the prepped stage (released before this pass).
+      // qd, kr and kd go straight to the prepped stage or image (released
+      // before this pass); W later replaces kd in place.
       store4(out.wq + kChunk * kDim, t0 + t, qd);
       store4(out.kr, t0 + t, kr);
-      store4(scr.kd, t0 + t, kd);
+      store4(out.wq, t0 + t, kd);
       store4(scr.ki, t0 + t, ki);
       // The bf16 rounding residues of qd and ki make Mqk = qd·kiᵀ exact to
       // ~16 bits (q·k cancels: bf16 operands alone cost ~3e-3 relative in
@@ -220,7 +233,7 @@ struct ChunkPrep {
   // Mqk; the recurrence needs scale·q·2^G. Each half rescales its own 8 rows,
   // a lane its 4 channels; times a power of two, so exact.
   __device__ void rescale_qd() {
-    auto& out = s.prepped[stage];
+    auto& out = img();
     const float4 sc = *reinterpret_cast<const float4*>(&s.scratch[stage].ref_scale[4 * lane]);
 #pragma unroll
     for (int t = 0; t < kHalf; ++t) {
@@ -243,25 +256,29 @@ struct ChunkPrep {
     }
   }
 
-  // After this CTA's own stage is complete (and fenced for the async proxy):
-  // one thread sends the value-independent part and each peer's U0ᵀ slice to
-  // the peers, completing on their prepped_full; then the local arrival.
-  // The sources are reused only after the stage's next release, which needs
-  // every peer to have consumed this chunk, so the copies have landed.
-  __device__ void publish(int c) {
+  // Chunk c is complete (and fenced for the async proxy). One thread
+  // announces it: one CTA per head, the recurrence may read the stage now;
+  // clusters, once every CTA's recurrence has released the stage (chunk
+  // c - kStages; `it` earlier chunks of this pair), the value-independent
+  // part and each CTA's U0ᵀ slice are bulk-copied into every CTA's stage.
+  __device__ void publish(int c, int it) {
     if (half != 0 || lane != 0) return;
-    if constexpr (kCluster > 1) {
-      auto& out = s.prepped[stage];
+    if constexpr (kImages) {
+      // releases of this stage awaited by this CTA so far (rank 0's first chunk needs none)
+      const int releases = w.vblock == 0 ? it - 1 : it;
+      if (c >= kStages) wait_barrier_cluster(&s.prepped_empty[stage], releases & 1);
+      auto& scr = s.scratch[stage];
+      auto& dst = s.prepped[stage];
 #pragma unroll
-      for (int peer = 0; peer < kCluster; ++peer) {
-        if (peer == w.vblock) continue;
-        arrive_expect_tx_cluster(&s.prepped_full[stage], peer, Smem::kSharedPreppedBytes + Smem::kU0Bytes);
-        bulk_copy_to_peer(&out, &out, Smem::kSharedPreppedBytes, &s.prepped_full[stage], peer);
-        bulk_copy_to_peer(&s.scratch[stage].peer_u0[peer][0][0][0], &out.u0[0][0][0], Smem::kU0Bytes,
-                          &s.prepped_full[stage], peer);
+      for (int cta = 0; cta < kCluster; ++cta) {
+        arrive_expect_tx_cluster(&s.prepped_full[stage], cta, Smem::kSharedBytes + Smem::kU0Bytes);
+        bulk_copy_to_peer(&s.image[stage], &dst.shared, Smem::kSharedBytes, &s.prepped_full[stage], cta);
+        bulk_copy_to_peer(&scr.u0_all[cta * kVTiles][0][0], &dst.u0[0][0][0], Smem::kU0Bytes,
+                          &s.prepped_full[stage], cta);
       }
+    } else {
+      Barrier::arrive(&s.prepped_full[stage]);
     }
-    Barrier::arrive(&s.prepped_full[stage]);
   }
 
   // beta logit of chunk c's token `lane` (lanes >= 16 or past the end: 0).
@@ -293,7 +310,7 @@ struct ChunkPrep {
   template <bool kUnbounded>
   __device__ __forceinline__ void run_chunks() {
     constexpr bool kRelative = kUnbounded;
-    // Cluster rank r = w.vblock prepares chunks stage + 4r + 4C·j.
+    // Cluster rank r = w.vblock prepares chunks stage + kStages·(r + C·j).
     const int first = stage + kStages * w.vblock;
     constexpr int kStride = kStages * kCluster;
     const int gid = lane >> 2, qid = lane & 3;
@@ -308,9 +325,6 @@ struct ChunkPrep {
     for (int c = first, it = 0; c < w.num_chunks; c += kStride, ++it) {
       const int valid = w.valid_rows(c);
       const uint32_t phase = it & 1;
-      // Releases of this stage that were for this CTA before chunk c
-      // (rank 0's first use needs none; see elementwise).
-      const int releases = w.vblock == 0 ? it - 1 : it;
       // b_t = sigmoid(beta_t) for token t = lane (0 past the end).
       const float b_mine = lane < valid ? fast_sigmoid(beta_next) : 0.f;
       const int next = c + kStride;
@@ -321,9 +335,9 @@ struct ChunkPrep {
 
       float exp_gamma[4];
       if (valid == kChunk) {
-        elementwise<true, kUnbounded>(c, valid, releases, exp_gamma);
+        elementwise<true, kUnbounded>(c, valid, it, exp_gamma);
       } else {
-        elementwise<false, kUnbounded>(c, valid, releases, exp_gamma);
+        elementwise<false, kUnbounded>(c, valid, it, exp_gamma);
       }
       sync_pair();  // #2: scratch rows complete, raw q/k/g consumed by both halves
 
@@ -341,8 +355,8 @@ struct ChunkPrep {
         for (int ks = 0; ks < kDim / 16; ++ks) {
           FragA a_kd, a_qd;
           uint32_t b_ki[4];
-          ldsm_x4(&scr.kd[swz128(ar.row, 16 * ks + ar.col)], a_kd.x);
-          ldsm_x4(&s.prepped[stage].wq[swz128(kChunk + ar.row, 16 * ks + ar.col)], a_qd.x);
+          ldsm_x4(&img().wq[swz128(ar.row, 16 * ks + ar.col)], a_kd.x);
+          ldsm_x4(&img().wq[swz128(kChunk + ar.row, 16 * ks + ar.col)], a_qd.x);
           ldsm_x4(&scr.ki[swz128(br.row, 16 * ks + br.col)], b_ki);
           const FragB b{{half ? b_ki[2] : b_ki[0], half ? b_ki[3] : b_ki[1]}};
           mma(l_acc, a_kd, b);
@@ -428,10 +442,10 @@ struct ChunkPrep {
       }
       sync_pair();  // #5: INV·diag(b) complete
 
-      // ---- publish: wait until the recurrence has released this stage ----
-      auto& out = s.prepped[stage];
+      auto& out = img();
 
-      // W = INV·diag(b)·kd -> wq rows 0..15, this half's 64 key channels
+      // W = INV·diag(b)·kd -> wq rows 0..15 in place of kd (each 16-column
+      // block is read by one ldmatrix before its W is written), this half's 64 key channels
       {
         const LaneRowCol ar = lane_a_order(lane);
         FragA a_hi, a_lo;
@@ -441,7 +455,7 @@ struct ChunkPrep {
         for (int cbh = 0; cbh < kDim / 32; ++cbh) {
           const int cb = half * (kDim / 32) + cbh;
           uint32_t b_kd[4];
-          ldsm_x4_trans(&scr.kd[swz128(ar.row, 16 * cb + ar.col)], b_kd);
+          ldsm_x4_trans(&out.wq[swz128(ar.row, 16 * cb + ar.col)], b_kd);
 #pragma unroll
           for (int n = 0; n < 2; ++n) {
             FragC acc;
@@ -488,9 +502,12 @@ struct ChunkPrep {
             mma(u[n], a_v, FragB{{b_hi[2 * n], b_hi[2 * n + 1]}});
             mma(u[n], a_v, FragB{{b_lo[2 * n], b_lo[2 * n + 1]}});
           }
-          const int owner = mt / kVTiles, tile = mt % kVTiles;
-          float4* dst = reinterpret_cast<float4*>(kCluster == 1 || owner == w.vblock ? out.u0[tile][lane]
-                                                                                     : scr.peer_u0[owner][tile][lane]);
+          float* frag;
+          if constexpr (kImages)
+            frag = scr.u0_all[mt][lane];
+          else
+            frag = s.prepped[stage].u0[mt][lane];
+          float4* dst = reinterpret_cast<float4*>(frag);
           dst[0] = make_float4(u[0].x[0], u[0].x[1], u[0].x[2], u[0].x[3]);
           dst[1] = make_float4(u[1].x[0], u[1].x[1], u[1].x[2], u[1].x[3]);
         }
@@ -516,7 +533,7 @@ struct ChunkPrep {
       fence_async_shared();
       sync_pair();  // #6
       if (half == 0 && next < w.num_chunks) load_v(next);
-      publish(c);
+      publish(c, it);
     }
   }
 
