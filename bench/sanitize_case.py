@@ -36,8 +36,7 @@ def main() -> int:
         print("sanitize_case: no CUDA device usable by flash_kda")
         return 2
     failed = 0
-    # The first case once per value-block width (a CTA per head, clusters of
-    # 2 and 4 CTAs exchanging the prep through distributed shared memory).
+    # The first case once per value-block width (1, 2 or 4 CTAs per head).
     runs = [(CASES[0], w) for w in ("128", "64", "32")] + [(c, None) for c in CASES[1:]]
     for case, width in runs:
         if width is None:

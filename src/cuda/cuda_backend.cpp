@@ -137,40 +137,17 @@ bool available(int device_id) {
 }
 
 // Value-block width of the forward kernel for `items` (sequence, head)
-// pairs. Width 128 / C runs each pair as a cluster of C CTAs that split the
-// prep, the kernel's bottleneck. A prep pair needs ~10 recurrence-step times
-// for one chunk (bench/NOTES.md), and a cluster has 4 (C = 1) or 3·C (C > 1)
-// chunks in preparation at once, so it advances a chunk every
-// max(10 / in-flight, 1) step times; ceil(items / resident clusters) waves
-// of clusters run one after another. The cheapest estimate wins; ties go to
-// fewer CTAs per cluster (less copying).
-static int value_block_width(int64_t items, int device) {
-  // FLASH_KDA_VALUE_BLOCK=128|64|32 forces a width (tests and benchmarks
-  // compare them on one shape); a cluster the device cannot place falls back.
+// pairs: as wide as possible while the grid still fills the GPU; narrower
+// blocks give more CTAs per head but each repeats the whole prep.
+// FLASH_KDA_VALUE_BLOCK=128|64|32 forces a width (tests and benchmarks
+// compare them on one shape).
+static int value_block_width(int64_t items, int sm_count) {
   if (const char* forced = std::getenv("FLASH_KDA_VALUE_BLOCK")) {
     const std::string w(forced);
-    if (w == "64" && sm90::max_resident_clusters<64>(device) > 0) return 64;
-    if (w == "32" && sm90::max_resident_clusters<32>(device) > 0) return 32;
-    if (w == "128") return 128;
+    if (w == "128" || w == "64" || w == "32") return std::stoi(w);
   }
-  constexpr double kPrepSteps = 10.0;
-  const struct { int bv, in_flight, resident; } options[] = {
-      {128, 4, sm90::max_resident_clusters<128>(device)},
-      {64, 6, sm90::max_resident_clusters<64>(device)},
-      {32, 12, sm90::max_resident_clusters<32>(device)},
-  };
-  int best = 128;
-  double best_cost = 0.0;
-  for (const auto& o : options) {
-    if (o.resident <= 0) continue;  // the runtime cannot place such a cluster
-    const double waves = double((items + o.resident - 1) / o.resident);
-    const double cost = waves * std::max(kPrepSteps / o.in_flight, 1.0);
-    if (best_cost == 0.0 || cost < best_cost * 0.999) {
-      best = o.bv;
-      best_cost = cost;
-    }
-  }
-  return best;
+  if (items * 2 > sm_count) return 128;
+  return items * 4 <= sm_count ? 32 : 64;
 }
 
 size_t workspace_size(const FwdParams& params, const FwdShape& shape) {
@@ -251,7 +228,7 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
     k.status = check.status;
   }
 
-  const int bv = value_block_width(shape.num_sequences * shape.heads, device);
+  const int bv = value_block_width(shape.num_sequences * shape.heads, device_info(device).sm_count);
   k.num_vblocks = kHeadDim / bv;
 
   const bool unbounded = k.gate_kind != sm90::GateKind::kLowerBound;

@@ -230,11 +230,10 @@ def test_determinism(layout):
 @pytest.mark.parametrize("gate_kind", ["lower_bound", "softplus"])
 @pytest.mark.parametrize("layout", ["fixed", "varlen"])
 def test_value_block_widths_agree(layout, gate_kind, monkeypatch):
-    """The three compiled widths (one CTA per head, clusters of 2 and 4 CTAs
-    that split the prep and exchange it through distributed shared memory)
-    compute the same operations in the same order: bit-identical results,
-    and each within the bar of the oracle. Lengths cover every chunk
-    ownership pattern of a cluster (1..29 chunks, tails, an empty sequence)."""
+    """The three compiled widths (1, 2 or 4 CTAs per head, each with 128, 64
+    or 32 value rows) compute every value row with the same operations in the
+    same order: bit-identical results, and each within the bar of the oracle.
+    Lengths cover 1..30 chunks, tails and an empty sequence."""
     extra = {"a_log": "2", "dt": "-8"} if gate_kind == "softplus" else {}
     if layout == "fixed":
         case = Case(B=2, T=333, H=3, gate_kind=gate_kind, seed=710, **extra)

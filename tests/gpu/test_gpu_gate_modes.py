@@ -63,7 +63,7 @@ def test_softplus_without_dt_bias():
 
 @pytest.mark.parametrize("width", ["128", "64", "32"])
 def test_softplus_value_block_widths(width, monkeypatch):
-    """Each compiled value-block width (clusters of 1, 2, 4 CTAs), forced."""
+    """Each compiled value-block width (1, 2, 4 CTAs per head), forced."""
     monkeypatch.setenv("FLASH_KDA_VALUE_BLOCK", width)
     _check(Case(lengths=[1, 17, 300, 0, 16, 200], H=3, gate="normal", dt="-8", a_log="2",
                 gate_kind="softplus", init="fp32", final="fp32", seed=980 + int(width)))

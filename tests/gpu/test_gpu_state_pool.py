@@ -146,7 +146,7 @@ def test_pool_matches_oracle(name):
 
 
 # --- checkpoints ----------------------------------------------------------------------
-@pytest.mark.parametrize("width", ["128", "64", "32"])  # value-block width: clusters of 1, 2, 4 CTAs
+@pytest.mark.parametrize("width", ["128", "64", "32"])  # value-block width: 1, 2, 4 CTAs per head
 @pytest.mark.parametrize("ckpt_dtype", ["bf16", "fp32"])
 @pytest.mark.parametrize("interval", [16, 64])
 def test_checkpoints_match_oracle_prefixes(ckpt_dtype, interval, width, monkeypatch):

@@ -2,10 +2,7 @@
 // the recurrent state, computed ahead of the recurrence warps.
 //
 // Prep pair p (two warps, "halves") handles chunks p, p+4, p+8, ... in stage p;
-// in a cluster of C CTAs (kBV < 128, 3 stages) the pair of CTA r takes only
-// every C-th of them (p + 3r, p + 3r + 3C, ...), builds each in its private
-// image and copies it to every CTA of the cluster (shared_storage.cuh).
-// Half h owns tokens 8h..8h+7 for the elementwise work and half of every
+// half h owns tokens 8h..8h+7 for the elementwise work and half of every
 // matrix product. Per chunk:
 //   1. bulk-load q, k, g, v rows into the raw stage (the next chunk's loads
 //      are issued as soon as this chunk's raw tiles are consumed);
@@ -17,9 +14,8 @@
 //      hi + lo so the products below keep ~16 bits;
 //   5. W = INV·diag(b)·kd and U0ᵀ = vᵀ·(INV·diag(b))ᵀ (the WY form takes the
 //      inverse off the recurrence's critical path);
-//   6. publish W;qd, kr, Mqk, 2^Γ, U0ᵀ in the prepped stage: written there
-//      directly (one CTA per head, once the recurrence has released the
-//      stage), or bulk-copied from the image to every CTA of the cluster.
+//   6. publish W;qd, kr, Mqk, 2^Γ, U0ᵀ in the prepped stage (qd and kr are
+//      written there directly by step 2, once the recurrence has released it).
 #pragma once
 
 #include "cuda/sm90/shared_storage.cuh"
@@ -31,10 +27,6 @@ template <int kBV>
 struct ChunkPrep {
   using Smem = SharedStorage<kBV>;
   static constexpr int kVTiles = Smem::kVTiles;
-  static constexpr int kCluster = Smem::kCluster;
-  static constexpr int kAllVTiles = Smem::kAllVTiles;  // U0ᵀ tiles of the whole cluster
-  static constexpr int kStages = Smem::kStages;
-  static constexpr bool kImages = Smem::kImages;
   static constexpr int kHalf = kChunk / 2;  // tokens per half
 
   const FwdKernelParams& p;
@@ -72,15 +64,6 @@ struct ChunkPrep {
 
   __device__ void sync_pair() const { pair_barrier(1 + stage); }
 
-  // Where this pair builds a chunk's value-independent results: its private
-  // image (clusters) or its prepped stage itself.
-  __device__ typename Smem::Shared& img() const {
-    if constexpr (kImages)
-      return s.image[stage];
-    else
-      return s.prepped[stage].shared;
-  }
-
   // L2 norms, gate, cumsum and the decayed operands of this half's 8 tokens:
   // writes kd, ki, qd, kr rows to scratch and returns 2^Γ of this lane's
   // channels. kFull: all 16 rows are real tokens (no masking needed).
@@ -95,7 +78,7 @@ struct ChunkPrep {
     constexpr bool kRelative = kUnbounded;
     auto& raw = s.raw[stage];
     auto& scr = s.scratch[stage];
-    auto& out = img();
+    auto& out = s.prepped[stage];
     const int t0 = half * kHalf;
     float sums[2 * kHalf];
 #pragma unroll
@@ -134,16 +117,10 @@ struct ChunkPrep {
     // Exchange the halves' sums: half 1's G starts at half 0's total; Γ = both.
     *reinterpret_cast<float4*>(&scr.gamma_part[half][4 * lane]) = make_float4(part[0], part[1], part[2], part[3]);
     sync_pair();  // #1
-    // The main pass writes into the prepped stage (image): wait until the
-    // recurrence has released it (of every CTA: the copies of this pair's
-    // previous chunk have landed). The prep is the slower side, so this wait
-    // is normally already satisfied.
-    if (it > 0) {
-      if constexpr (kImages)
-        wait_barrier_cluster(&s.image_free[stage], (it - 1) & 1);
-      else
-        wait_barrier(&s.prepped_empty[stage], (it - 1) & 1);
-    }
+    // The main pass writes into the prepped stage: wait until the recurrence
+    // has released it (chunk c - 4). The prep is the slower side, so this
+    // wait is normally already satisfied.
+    if (it > 0) wait_barrier(&s.prepped_empty[stage], (it - 1) & 1);
     const float4 p0 = *reinterpret_cast<const float4*>(&scr.gamma_part[0][4 * lane]);
     const float4 p1 = *reinterpret_cast<const float4*>(&scr.gamma_part[1][4 * lane]);
     exp_gamma[0] = fast_exp2(p0.x + p1.x);
@@ -195,17 +172,16 @@ struct ChunkPrep {
           kr[i] = ki[i] * exp_gamma[i];         // = kn·2^(Γ-G) <= |kn|
         qd[i] = qv[i] * rq * up;
       }
-      // qd, kr and kd go straight to the prepped stage or image (released
-      // before this pass); W later replaces kd in place.
+      // qd and kr go straight to the prepped stage (released before this pass).
       store4(out.wq + kChunk * kDim, t0 + t, qd);
       store4(out.kr, t0 + t, kr);
-      store4(out.wq, t0 + t, kd);
+      store4(scr.kd, t0 + t, kd);
       store4(scr.ki, t0 + t, ki);
       // The bf16 rounding residues of qd and ki make Mqk = qd·kiᵀ exact to
       // ~16 bits (q·k cancels: bf16 operands alone cost ~3e-3 relative in
       // outputs with little history).
-      store4(scr.lo.qd_lo, t0 + t, residue4(qd));
-      store4(scr.lo.ki_lo, t0 + t, residue4(ki));
+      store4(scr.qd_lo, t0 + t, residue4(qd));
+      store4(scr.ki_lo, t0 + t, residue4(ki));
     }
   }
 
@@ -233,7 +209,7 @@ struct ChunkPrep {
   // Mqk; the recurrence needs scale·q·2^G. Each half rescales its own 8 rows,
   // a lane its 4 channels; times a power of two, so exact.
   __device__ void rescale_qd() {
-    auto& out = img();
+    auto& out = s.prepped[stage];
     const float4 sc = *reinterpret_cast<const float4*>(&s.scratch[stage].ref_scale[4 * lane]);
 #pragma unroll
     for (int t = 0; t < kHalf; ++t) {
@@ -243,41 +219,16 @@ struct ChunkPrep {
     }
   }
 
-  // Issues the bulk loads of chunk c's v rows, all value columns (half 0 only).
+  // Issues the bulk loads of chunk c's v rows, this CTA's value block (half 0 only).
   __device__ void load_v(int c) {
     const int valid = w.valid_rows(c);
     uint64_t* bar = &s.raw_v_full[stage];
-    constexpr int kRowBytes = kDim * sizeof(bf16);
+    constexpr int kRowBytes = kBV * sizeof(bf16);
     if (lane == 0) Barrier::arrive_and_expect_tx(bar, uint32_t(valid * kRowBytes));
     __syncwarp();
     if (lane < valid) {
-      const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + lane);
-      bulk_load(&s.raw[stage].v[lane * kDim], static_cast<const bf16*>(p.v) + off, kRowBytes, bar);
-    }
-  }
-
-  // Chunk c is complete (and fenced for the async proxy). One thread
-  // announces it: one CTA per head, the recurrence may read the stage now;
-  // clusters, once every CTA's recurrence has released the stage (chunk
-  // c - kStages; `it` earlier chunks of this pair), the value-independent
-  // part and each CTA's U0ᵀ slice are bulk-copied into every CTA's stage.
-  __device__ void publish(int c, int it) {
-    if (half != 0 || lane != 0) return;
-    if constexpr (kImages) {
-      // releases of this stage awaited by this CTA so far (rank 0's first chunk needs none)
-      const int releases = w.vblock == 0 ? it - 1 : it;
-      if (c >= kStages) wait_barrier_cluster(&s.prepped_empty[stage], releases & 1);
-      auto& scr = s.scratch[stage];
-      auto& dst = s.prepped[stage];
-#pragma unroll
-      for (int cta = 0; cta < kCluster; ++cta) {
-        arrive_expect_tx_cluster(&s.prepped_full[stage], cta, Smem::kSharedBytes + Smem::kU0Bytes);
-        bulk_copy_to_peer(&s.image[stage], &dst.shared, Smem::kSharedBytes, &s.prepped_full[stage], cta);
-        bulk_copy_to_peer(&scr.u0_all[cta * kVTiles][0][0], &dst.u0[0][0][0], Smem::kU0Bytes,
-                          &s.prepped_full[stage], cta);
-      }
-    } else {
-      Barrier::arrive(&s.prepped_full[stage]);
+      const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + lane) + w.vblock * kBV;
+      bulk_load(&s.raw[stage].v[lane * kBV], static_cast<const bf16*>(p.v) + off, kRowBytes, bar);
     }
   }
 
@@ -291,7 +242,7 @@ struct ChunkPrep {
   // the relative-exponent work must not weigh on FlashKDA's gate).
   template <bool kUnbounded>
   __device__ __forceinline__ void run() {
-    if (stage + kStages * w.vblock >= w.num_chunks) return;  // no chunk for this pair
+    if (stage >= w.num_chunks) return;
     // Per-head constants: this lane's 4 key channels (dt_bias absent: zeros).
     const float a = p.A_log != nullptr ? expf(p.A_log[w.head]) : 0.f;
     const float4 dtb = p.dt_bias != nullptr
@@ -310,9 +261,7 @@ struct ChunkPrep {
   template <bool kUnbounded>
   __device__ __forceinline__ void run_chunks() {
     constexpr bool kRelative = kUnbounded;
-    // Cluster rank r = w.vblock prepares chunks stage + kStages·(r + C·j).
-    const int first = stage + kStages * w.vblock;
-    constexpr int kStride = kStages * kCluster;
+    const int first = stage;
     const int gid = lane >> 2, qid = lane & 3;
     const int t0 = half * kHalf;  // first token of this half
 
@@ -322,12 +271,12 @@ struct ChunkPrep {
     }
     float beta_next = load_beta(first);
 
-    for (int c = first, it = 0; c < w.num_chunks; c += kStride, ++it) {
+    for (int c = first, it = 0; c < w.num_chunks; c += kStages, ++it) {
       const int valid = w.valid_rows(c);
       const uint32_t phase = it & 1;
       // b_t = sigmoid(beta_t) for token t = lane (0 past the end).
       const float b_mine = lane < valid ? fast_sigmoid(beta_next) : 0.f;
-      const int next = c + kStride;
+      const int next = c + kStages;
       auto& raw = s.raw[stage];
       auto& scr = s.scratch[stage];
 
@@ -355,16 +304,16 @@ struct ChunkPrep {
         for (int ks = 0; ks < kDim / 16; ++ks) {
           FragA a_kd, a_qd;
           uint32_t b_ki[4];
-          ldsm_x4(&img().wq[swz128(ar.row, 16 * ks + ar.col)], a_kd.x);
-          ldsm_x4(&img().wq[swz128(kChunk + ar.row, 16 * ks + ar.col)], a_qd.x);
+          ldsm_x4(&scr.kd[swz128(ar.row, 16 * ks + ar.col)], a_kd.x);
+          ldsm_x4(&s.prepped[stage].wq[swz128(kChunk + ar.row, 16 * ks + ar.col)], a_qd.x);
           ldsm_x4(&scr.ki[swz128(br.row, 16 * ks + br.col)], b_ki);
           const FragB b{{half ? b_ki[2] : b_ki[0], half ? b_ki[3] : b_ki[1]}};
           mma(l_acc, a_kd, b);
           mma(m_acc, a_qd, b);
           FragA a_qd_lo;
           uint32_t b_ki_lo[4];
-          ldsm_x4(&scr.lo.qd_lo[swz128(ar.row, 16 * ks + ar.col)], a_qd_lo.x);
-          ldsm_x4(&scr.lo.ki_lo[swz128(br.row, 16 * ks + br.col)], b_ki_lo);
+          ldsm_x4(&scr.qd_lo[swz128(ar.row, 16 * ks + ar.col)], a_qd_lo.x);
+          ldsm_x4(&scr.ki_lo[swz128(br.row, 16 * ks + br.col)], b_ki_lo);
           mma(m_acc, a_qd_lo, b);
           mma(m_acc, a_qd, FragB{{half ? b_ki_lo[2] : b_ki_lo[0], half ? b_ki_lo[3] : b_ki_lo[1]}});
         }
@@ -442,10 +391,10 @@ struct ChunkPrep {
       }
       sync_pair();  // #5: INV·diag(b) complete
 
-      auto& out = img();
+      // ---- publish: wait until the recurrence has released this stage ----
+      auto& out = s.prepped[stage];
 
-      // W = INV·diag(b)·kd -> wq rows 0..15 in place of kd (each 16-column
-      // block is read by one ldmatrix before its W is written), this half's 64 key channels
+      // W = INV·diag(b)·kd -> wq rows 0..15, this half's 64 key channels
       {
         const LaneRowCol ar = lane_a_order(lane);
         FragA a_hi, a_lo;
@@ -455,7 +404,7 @@ struct ChunkPrep {
         for (int cbh = 0; cbh < kDim / 32; ++cbh) {
           const int cb = half * (kDim / 32) + cbh;
           uint32_t b_kd[4];
-          ldsm_x4_trans(&out.wq[swz128(ar.row, 16 * cb + ar.col)], b_kd);
+          ldsm_x4_trans(&scr.kd[swz128(ar.row, 16 * cb + ar.col)], b_kd);
 #pragma unroll
           for (int n = 0; n < 2; ++n) {
             FragC acc;
@@ -476,13 +425,12 @@ struct ChunkPrep {
         }
       }
 
-      // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in the recurrence warps' fragment order,
-      // this half's value tiles of the whole cluster (peers' tiles staged)
+      // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in the recurrence warps' fragment order, this half's value tiles
       wait_barrier(&s.raw_v_full[stage], phase);
       if (valid < kChunk) {  // tail: rows past the end hold stale data; make them exact zeros
         if (half == 0) {
-          for (int idx = lane; idx < (kChunk - valid) * kDim / 8; idx += 32)
-            reinterpret_cast<uint4*>(&raw.v[valid * kDim])[idx] = make_uint4(0, 0, 0, 0);
+          for (int idx = lane; idx < (kChunk - valid) * kBV / 8; idx += 32)
+            reinterpret_cast<uint4*>(&raw.v[valid * kBV])[idx] = make_uint4(0, 0, 0, 0);
         }
         sync_pair();  // (the pair takes this branch together: valid is uniform)
       }
@@ -492,22 +440,17 @@ struct ChunkPrep {
         ldsm_x4(&scr.solve.invb.hi[swz16(br.row, br.col)], b_hi);
         ldsm_x4(&scr.solve.invb.lo[swz16(br.row, br.col)], b_lo);
 #pragma unroll
-        for (int mth = 0; mth < kAllVTiles / 2; ++mth) {
-          const int mt = half * (kAllVTiles / 2) + mth;  // value rows 16mt..16mt+15
+        for (int mth = 0; mth < kVTiles / 2; ++mth) {
+          const int mt = half * (kVTiles / 2) + mth;
           FragA a_v;
-          ldsm_x4_trans(&raw.v[br.row * kDim + 16 * mt + br.col], a_v.x);
+          ldsm_x4_trans(&raw.v[br.row * kBV + 16 * mt + br.col], a_v.x);
           FragC u[2];
 #pragma unroll
           for (int n = 0; n < 2; ++n) {
             mma(u[n], a_v, FragB{{b_hi[2 * n], b_hi[2 * n + 1]}});
             mma(u[n], a_v, FragB{{b_lo[2 * n], b_lo[2 * n + 1]}});
           }
-          float* frag;
-          if constexpr (kImages)
-            frag = scr.u0_all[mt][lane];
-          else
-            frag = s.prepped[stage].u0[mt][lane];
-          float4* dst = reinterpret_cast<float4*>(frag);
+          float4* dst = reinterpret_cast<float4*>(out.u0[mt][lane]);
           dst[0] = make_float4(u[0].x[0], u[0].x[1], u[0].x[2], u[0].x[3]);
           dst[1] = make_float4(u[1].x[0], u[1].x[1], u[1].x[2], u[1].x[3]);
         }
@@ -533,7 +476,7 @@ struct ChunkPrep {
       fence_async_shared();
       sync_pair();  // #6
       if (half == 0 && next < w.num_chunks) load_v(next);
-      publish(c, it);
+      Barrier::arrive(&s.prepped_full[stage]);
     }
   }
 

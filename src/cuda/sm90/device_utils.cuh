@@ -116,53 +116,6 @@ __device__ __forceinline__ void wait_barrier(uint64_t* bar, uint32_t phase) {
       ::"r"(addr), "r"(phase) : "memory");
 }
 
-// The same, with cluster-scope acquire: for barriers that peer CTAs of the
-// cluster arrive on (or fill by bulk copies) with release at cluster scope.
-__device__ __forceinline__ void wait_barrier_cluster(uint64_t* bar, uint32_t phase) {
-  const uint32_t addr = cute::cast_smem_ptr_to_uint(bar);
-  asm volatile(
-      "{\n\t.reg .pred p;\n\t"
-      "WAIT_%=:\n\t"
-      "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%0], %1;\n\t"
-      "@!p bra WAIT_%=;\n\t}"
-      ::"r"(addr), "r"(phase) : "memory");
-}
-
-// ---- distributed shared memory (thread block clusters) ----------------------------
-// The shared::cluster address of `local` (a shared-memory object of this
-// CTA) in CTA `rank` of the cluster: every CTA has the same layout.
-__device__ __forceinline__ uint32_t peer_address(const void* local, int rank) {
-  uint32_t remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;"
-               : "=r"(remote) : "r"(cute::cast_smem_ptr_to_uint(local)), "r"(rank));
-  return remote;
-}
-// One arrival on an mbarrier of CTA `rank`, releasing this thread's prior
-// accesses at cluster scope.
-__device__ __forceinline__ void arrive_cluster(uint64_t* bar, int rank) {
-  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];"
-               ::"r"(peer_address(bar, rank)) : "memory");
-}
-// One arrival on an mbarrier of CTA `rank` that also expects `bytes` of bulk copies.
-__device__ __forceinline__ void arrive_expect_tx_cluster(uint64_t* bar, int rank, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.release.cluster.shared::cluster.b64 _, [%0], %1;"
-               ::"r"(peer_address(bar, rank)), "r"(bytes) : "memory");
-}
-// Bulk copy of `bytes` (a multiple of 16) from this CTA's shared memory to the
-// same object in CTA `rank`, completing on that CTA's copy of `bar`.
-__device__ __forceinline__ void bulk_copy_to_peer(const void* src_local, const void* dst_local, uint32_t bytes,
-                                                  uint64_t* bar, int rank) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-      ::"r"(peer_address(dst_local, rank)), "r"(cute::cast_smem_ptr_to_uint(src_local)), "r"(bytes),
-        "r"(peer_address(bar, rank))
-      : "memory");
-}
-// All threads of all CTAs of the cluster (barrier.cluster with release / acquire).
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release;\n\tbarrier.cluster.wait.acquire;" ::: "memory");
-}
-
 // ---- warp reductions ---------------------------------------------------------------
 // A select the compiler cannot turn into a dynamically indexed (local-memory) load.
 __device__ __forceinline__ float select_f32(bool pred, float if_true, float if_false) {

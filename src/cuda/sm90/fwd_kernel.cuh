@@ -1,8 +1,6 @@
-// The SM90 forward kernel: one CTA per (sequence, head, value block); prep
-// warp pairs (producer) feed kBV/16 recurrence warps (consumer) through a
-// shared-memory pipeline of mbarriers, one stage per pair. With kBV < 128 the
-// value blocks of one (sequence, head) form a cluster of 128/kBV CTAs that
-// split the prep between them (DSMEM copies, see shared_storage.cuh).
+// The SM90 forward kernel: one CTA per (sequence, head, value block); four
+// prep warp pairs (producer) feed kBV/16 recurrence warps (consumer) through a
+// 4-stage shared-memory pipeline of mbarriers.
 #pragma once
 
 #include "cuda/sm90/chunk_prep.cuh"
@@ -13,9 +11,6 @@ namespace flash_kda::sm90 {
 template <int kBV>
 struct FwdKernelTraits {
   static constexpr int kRecurrenceWarps = kBV / 16;
-  static constexpr int kCluster = SharedStorage<kBV>::kCluster;
-  static constexpr int kStages = SharedStorage<kBV>::kStages;
-  static constexpr int kPrepWarps = SharedStorage<kBV>::kPrepWarps;
   static constexpr int kThreads = 32 * (kRecurrenceWarps + kPrepWarps);
   static constexpr size_t kSmemBytes = sizeof(SharedStorage<kBV>);
   // With 16 warps (kBV = 128) the entry cap is 128 registers; the prep warps
@@ -44,20 +39,15 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (threadIdx.x == 0) {
-    for (int i = 0; i < Traits::kStages; ++i) {
+    for (int i = 0; i < kStages; ++i) {
       Barrier::init(&smem.raw_qkg_full[i], 1);
       Barrier::init(&smem.raw_v_full[i], 1);
-      Barrier::init(&smem.prepped_full[i], 1);  // the preparing CTA's publish
-      Barrier::init(&smem.prepped_empty[i], Traits::kCluster * Traits::kRecurrenceWarps);
-      Barrier::init(&smem.image_free[i], Traits::kCluster * Traits::kRecurrenceWarps);
+      Barrier::init(&smem.prepped_full[i], 64);  // both halves of the prep pair
+      Barrier::init(&smem.prepped_empty[i], 32 * Traits::kRecurrenceWarps);
     }
     cutlass::arch::fence_barrier_init();
   }
-  // Peers arrive on (and copy into) this CTA's barriers: all must be initialised first.
-  if constexpr (Traits::kCluster > 1)
-    cluster_sync();
-  else
-    __syncthreads();
+  __syncthreads();
 
   if (warp < Traits::kRecurrenceWarps) {
     if constexpr (Traits::kRebalanceRegisters) cutlass::arch::warpgroup_reg_dealloc<Traits::kRecurrenceRegs>();
@@ -69,8 +59,6 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
     const int prep = warp - Traits::kRecurrenceWarps;
     ChunkPrep<kBV>{params, smem, item, prep / 2, prep % 2, lane}.template run<kUnbounded>();
   }
-  // No CTA may exit while a peer can still arrive on or copy into it.
-  if constexpr (Traits::kCluster > 1) cluster_sync();
 #endif
 }
 

@@ -9,21 +9,11 @@
 namespace flash_kda::sm90 {
 
 // Value-block widths with a compiled kernel: 128 (8 recurrence warps),
-// 64 (4) and 32 (2). Narrower blocks give more CTAs per head; the 128 / kBV
-// CTAs of one (sequence, head) run as a cluster and split the prep. kUnbounded:
+// 64 (4) and 32 (2). Narrower blocks give more CTAs per head. kUnbounded:
 // the softplus / precomputed gates; kCheckpoints: checkpoint states. One
 // explicit instantiation per .cu file: fwd_sm90_bv<BV>[_unbounded][_checkpoints].cu.
 template <int kBV, bool kUnbounded, bool kCheckpoints>
 cudaError_t launch_fwd(const FwdKernelParams& params, int device, cudaStream_t stream);
-
-// How many clusters of 128 / kBV CTAs (CTAs, for kBV = 128) of the kernel of
-// width kBV the device holds at once; 0 if the runtime cannot tell. The device
-// must be current. Defined with the plain instantiation of each width.
-template <int kBV>
-int max_resident_clusters(int device);
-extern template int max_resident_clusters<128>(int);
-extern template int max_resident_clusters<64>(int);
-extern template int max_resident_clusters<32>(int);
 
 // The instantiation for a runtime choice of gate family and checkpoints.
 template <int kBV>

@@ -3,5 +3,4 @@
 
 namespace flash_kda::sm90 {
 template cudaError_t launch_fwd<128, false, false>(const FwdKernelParams&, int, cudaStream_t);
-template int max_resident_clusters<128>(int);
 }  // namespace flash_kda::sm90

@@ -18,8 +18,6 @@ template <int kBV>
 struct Recurrence {
   using Smem = SharedStorage<kBV>;
   static constexpr int kNTiles = kDim / 8;  // 16 accumulator tiles of 8 key channels
-  static constexpr int kStages = Smem::kStages;
-  static constexpr int kCluster = Smem::kCluster;
 
   const FwdKernelParams& p;
   Smem& s;
@@ -75,12 +73,8 @@ struct Recurrence {
   __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, const LaneRowCol& ar,
                                              const LaneRowCol& br, int qid) const {
     const int stage = c % kStages;
-    if constexpr (kCluster > 1)
-      wait_barrier_cluster(&s.prepped_full[stage], (c / kStages) & 1);
-    else
-      wait_barrier(&s.prepped_full[stage], (c / kStages) & 1);
+    wait_barrier(&s.prepped_full[stage], (c / kStages) & 1);
     auto& in = s.prepped[stage];
-    auto& sh = in.shared;
 
     // P = S·[W; qd]ᵀ: pw (tokens 0-7, 8-15 of W), pq (of qd)
     FragC pw[2], pq[2];
@@ -92,8 +86,8 @@ struct Recurrence {
       a.x[2] = pack_bf16x2(S[2 * ks + 1].x[0], S[2 * ks + 1].x[1]);
       a.x[3] = pack_bf16x2(S[2 * ks + 1].x[2], S[2 * ks + 1].x[3]);
       uint32_t bw[4], bq[4];
-      ldsm_x4(&sh.wq[swz128(br.row, 16 * ks + br.col)], bw);
-      ldsm_x4(&sh.wq[swz128(kChunk + br.row, 16 * ks + br.col)], bq);
+      ldsm_x4(&in.wq[swz128(br.row, 16 * ks + br.col)], bw);
+      ldsm_x4(&in.wq[swz128(kChunk + br.row, 16 * ks + br.col)], bq);
       mma(pw[0], a, FragB{{bw[0], bw[1]}});
       mma(pw[1], a, FragB{{bw[2], bw[3]}});
       mma(pq[0], a, FragB{{bq[0], bq[1]}});
@@ -118,8 +112,8 @@ struct Recurrence {
     // Oᵀ = qd·Sᵀ + Uᵀ·Mqkᵀ with U and Mqk each as bf16 hi + lo (lo·lo dropped)
     {
       uint32_t bm[4], bm_lo[4];
-      ldsm_x4(&sh.mqk[swz16(br.row, br.col)], bm);
-      ldsm_x4(&sh.mqk_lo[swz16(br.row, br.col)], bm_lo);
+      ldsm_x4(&in.mqk[swz16(br.row, br.col)], bm);
+      ldsm_x4(&in.mqk_lo[swz16(br.row, br.col)], bm_lo);
 #pragma unroll
       for (int n = 0; n < 2; ++n) {
         const FragB hi{{bm[2 * n], bm[2 * n + 1]}}, lo{{bm_lo[2 * n], bm_lo[2 * n + 1]}};
@@ -133,11 +127,11 @@ struct Recurrence {
 #pragma unroll
     for (int cb = 0; cb < kDim / 16; ++cb) {
       uint32_t bk[4];
-      ldsm_x4_trans(&sh.kr[swz128(ar.row, 16 * cb + ar.col)], bk);
+      ldsm_x4_trans(&in.kr[swz128(ar.row, 16 * cb + ar.col)], bk);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int nt = 2 * cb + h;
-        const float2 d = *reinterpret_cast<const float2*>(&sh.decay[nt * 8 + 2 * qid]);
+        const float2 d = *reinterpret_cast<const float2*>(&in.decay[nt * 8 + 2 * qid]);
         S[nt].x[0] *= d.x;
         S[nt].x[1] *= d.y;
         S[nt].x[2] *= d.x;
@@ -160,22 +154,8 @@ struct Recurrence {
                           warp * 16 + (lane & 1) * 8;
       *reinterpret_cast<uint4*>(static_cast<bf16*>(p.out) + off) = val;
     }
-    // Release the stage to the pair that fills it next (chunk c + kStages),
-    // and (clusters) the image of chunk c to the pair that published it: one
-    // arrival per warp, once the warp's reads (and its output staging in u0,
-    // which the next bulk copy overwrites) are done.
-    if constexpr (kCluster > 1) fence_async_shared();
     __syncwarp();
-    if (lane == 0) {
-      const int next = c + kStages;
-      if constexpr (kCluster > 1) {
-        if (next < w.num_chunks) arrive_cluster(&s.prepped_empty[stage], (next / kStages) % kCluster);
-        if (c + kStages * kCluster < w.num_chunks)
-          arrive_cluster(&s.image_free[stage], (c / kStages) % kCluster);
-      } else {
-        if (next < w.num_chunks) Barrier::arrive(&s.prepped_empty[stage]);
-      }
-    }
+    Barrier::arrive(&s.prepped_empty[stage]);
   }
 
   // kCheckpoints: the loop in segments of checkpoint_chunks chunks with a
