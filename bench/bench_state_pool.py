@@ -11,6 +11,9 @@ cu_seqlens), H heads, K=V=128, fp32 states in a pool of P = 2N slots
                what serving engines do today
   slots+ckpt   slots + fp32 checkpoints every 64 tokens (target <= 1.10 x slots)
   slots+ckpt16 slots + bf16 checkpoints every 64 tokens
+  slots+ckpt0  the checkpoint kernel with an interval longer than L: its loop
+               and registers, no checkpoint written (splits the cost of
+               checkpoints into kernel variant and stores)
 
 Each: warm-up (>= 10 calls), then the median of --repeats calls, each timed
 with its own CUDA events.
@@ -65,6 +68,9 @@ def run_case(H: int, N: int, L: int, repeats: int, interval: int, torch, flash_k
     offsets = torch.arange(0, N * per_seq + 1, per_seq, dtype=torch.int64, device=dev)
     ckpt32 = torch.empty((N * per_seq, H, D, D), dtype=torch.float32, device=dev)
     ckpt16 = torch.empty((N * per_seq, H, D, D), dtype=torch.bfloat16, device=dev)
+    ckpt_none = torch.empty((1, H, D, D), dtype=torch.float32, device=dev)
+    offsets_none = torch.zeros(N + 1, dtype=torch.int64, device=dev)
+    interval_none = (L // 16 + 1) * 16  # > L: no checkpoint is due
     scale = D ** -0.5
 
     def fwd(**kw):
@@ -90,8 +96,12 @@ def run_case(H: int, N: int, L: int, repeats: int, interval: int, torch, flash_k
         fwd(initial_state=pool, final_state=pool, state_indices=idx, checkpoints=ckpt16,
             checkpoint_offsets=offsets, checkpoint_interval=interval)
 
+    def slots_ckpt_none():
+        fwd(initial_state=pool, final_state=pool, state_indices=idx, checkpoints=ckpt_none,
+            checkpoint_offsets=offsets_none, checkpoint_interval=interval_none)
+
     variants = {"plain": plain, "slots": slots, "gather": gather, "slots+ckpt": slots_ckpt,
-                "slots+ckpt16": slots_ckpt16}
+                "slots+ckpt16": slots_ckpt16, "slots+ckpt0": slots_ckpt_none}
     ms = {name: time_calls(fn, repeats, torch) for name, fn in variants.items()}
     return {
         "case": f"H{H} varlen {N}x{L} P={P}",
@@ -101,6 +111,7 @@ def run_case(H: int, N: int, L: int, repeats: int, interval: int, torch, flash_k
         "gather_over_plain": ms["gather"] / ms["plain"],
         "ckpt_over_slots": ms["slots+ckpt"] / ms["slots"],
         "ckpt16_over_slots": ms["slots+ckpt16"] / ms["slots"],
+        "ckpt0_over_slots": ms["slots+ckpt0"] / ms["slots"],
     }
 
 
@@ -121,15 +132,16 @@ def main() -> int:
         print("bench_state_pool: no CUDA device with flash_kda kernels; nothing measured")
         return 0
     results = []
-    print(f"{'case':28s} {'plain':>8s} {'slots':>8s} {'gather':>8s} {'+ckpt':>8s} {'+ckpt16':>8s}"
-          f" {'slots/plain':>12s} {'gather/plain':>13s} {'ckpt/slots':>11s}")
+    print(f"{'case':28s} {'plain':>8s} {'slots':>8s} {'gather':>8s} {'+ckpt':>8s} {'+ckpt16':>8s} {'+ckpt0':>8s}"
+          f" {'slots/plain':>12s} {'gather/plain':>13s} {'ckpt/slots':>11s} {'ckpt0/slots':>12s}")
     for H in (int(h) for h in args.heads.split(",")):
         r = run_case(H, args.seqs, args.len, args.repeats, args.interval, torch, flash_kda)
         results.append(r)
         ms = r["ms"]
         print(f"{r['case']:28s} {ms['plain']:8.3f} {ms['slots']:8.3f} {ms['gather']:8.3f}"
-              f" {ms['slots+ckpt']:8.3f} {ms['slots+ckpt16']:8.3f} {r['slots_over_plain']:12.3f}"
-              f" {r['gather_over_plain']:13.3f} {r['ckpt_over_slots']:11.3f}")
+              f" {ms['slots+ckpt']:8.3f} {ms['slots+ckpt16']:8.3f} {ms['slots+ckpt0']:8.3f}"
+              f" {r['slots_over_plain']:12.3f} {r['gather_over_plain']:13.3f} {r['ckpt_over_slots']:11.3f}"
+              f" {r['ckpt0_over_slots']:12.3f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": torch.cuda.get_device_name(), "cases": results}, f, indent=1)
