@@ -58,8 +58,48 @@ def main() -> int:
         except AssertionError as e:
             print(f"sanitize_case: MISMATCH {case.label()} width {width or 'auto'}: {e}")
             failed += 1
+    failed += checkpoint_case()
     failed += decode_cases()
     return 1 if failed else 0
+
+
+def checkpoint_case() -> int:
+    """bf16 and fp32 checkpoints every 16 tokens (the bf16 ones go through the
+    recurrence warps' staging buffers): lengths that are multiples of 16 end
+    on a checkpoint equal to their final state. Returns the number of failures."""
+    failed = 0
+    lengths = [48, 17, 64, 0]
+    case = Case(lengths=lengths, H=2, init="fp32", final="fp32", gate="normal", dt="uniform", seed=11)
+    host = kda_cases.make_inputs(case, device="cpu")
+    dev = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in host.items()}
+    offsets = [0]
+    for n in lengths:
+        offsets.append(offsets[-1] + n // 16)
+    for dtype in (torch.bfloat16, torch.float32):
+        out = torch.full(tuple(dev["q"].shape), float("nan"), dtype=torch.bfloat16, device="cuda")
+        final = torch.full((len(lengths), 2, 128, 128), float("nan"), dtype=torch.float32, device="cuda")
+        ckpt = torch.full((offsets[-1], 2, 128, 128), float("nan"), dtype=dtype, device="cuda")
+        flash_kda.fwd(dev["q"], dev["k"], dev["v"], dev["g"], dev["beta"], dev["scale"], out,
+                      A_log=dev["A_log"], dt_bias=dev["dt_bias"], lower_bound=dev["lower_bound"],
+                      initial_state=dev["initial_state"], final_state=final, cu_seqlens=dev["cu_seqlens"],
+                      checkpoints=ckpt, checkpoint_offsets=torch.tensor(offsets, device="cuda"),
+                      checkpoint_interval=16)
+        torch.cuda.synchronize()
+        name = f"checkpoints {str(dtype).replace('torch.', '')}"
+        if torch.isnan(ckpt.float()).any():
+            print(f"sanitize_case: MISMATCH {name}: a checkpoint row was left unwritten")
+            failed += 1
+            continue
+        for n, length in enumerate(lengths):
+            if length == 0 or length % 16:
+                continue
+            last = ckpt[offsets[n + 1] - 1].float()
+            err = kda_cases.rel_l2(last.cpu().double(), final[n].cpu().double())
+            if err > 1e-2:
+                print(f"sanitize_case: MISMATCH {name}: sequence {n}'s last checkpoint vs final state {err:.3e}")
+                failed += 1
+        print(f"sanitize_case: OK {name}")
+    return failed
 
 
 def decode_cases() -> int:
