@@ -80,9 +80,6 @@ __device__ __forceinline__ void ldsm_x4(const bf16* smem, uint32_t (&r)[4]) {
 __device__ __forceinline__ void ldsm_x4_trans(const bf16* smem, uint32_t (&r)[4]) {
   cute::SM75_U16x8_LDSM_T::copy(*reinterpret_cast<const cute::uint128_t*>(smem), r[0], r[1], r[2], r[3]);
 }
-__device__ __forceinline__ void stsm_x4(bf16* smem, const uint32_t (&r)[4]) {
-  cute::SM90_U32x4_STSM_N::copy(r[0], r[1], r[2], r[3], *reinterpret_cast<cute::uint128_t*>(smem));
-}
 __device__ __forceinline__ void stsm_x4_trans(bf16* smem, const uint32_t (&r)[4]) {
   cute::SM90_U16x8_STSM_T::copy(r[0], r[1], r[2], r[3], *reinterpret_cast<cute::uint128_t*>(smem));
 }

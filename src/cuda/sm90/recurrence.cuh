@@ -69,45 +69,9 @@ struct Recurrence {
     }
   }
 
-  // bf16 state rows (a checkpoint) through `staging`, this warp's 1 KB u0
-  // slice of a stage it still holds: stmatrix, then 16-byte stores, so every
-  // 32-byte sector is written whole (4-byte stores of the fragments write
-  // half sectors, which cost more than the bytes: +16% for bf16 checkpoints
-  // every 64 tokens against +14% for fp32 ones). Four rounds of 32 columns.
-  __device__ void store_state_bf16_staged(const FragC (&S)[kNTiles], bf16* dst, int64_t slot, bf16* staging,
-                                          const LaneRowCol& ar) const {
-    const int row = lane >> 1, half = lane & 1;  // the read-back: row, 16-byte half of a 32-byte block row
-    const int64_t row_off = ((slot * p.heads + w.head) * kDim + w.vblock * kBV + warp * 16 + row) * kDim;
-#pragma unroll
-    for (int round = 0; round < kDim / 32; ++round) {
-#pragma unroll
-      for (int b = 0; b < 2; ++b) {  // 16x16 block b of the round: tiles 2kb, 2kb + 1
-        const int kb = 2 * round + b;
-        const uint32_t r[4] = {pack_bf16x2(S[2 * kb].x[0], S[2 * kb].x[1]), pack_bf16x2(S[2 * kb].x[2], S[2 * kb].x[3]),
-                               pack_bf16x2(S[2 * kb + 1].x[0], S[2 * kb + 1].x[1]),
-                               pack_bf16x2(S[2 * kb + 1].x[2], S[2 * kb + 1].x[3])};
-        stsm_x4(&staging[b * 256 + ar.row * 16 + ar.col], r);
-      }
-      __syncwarp();
-#pragma unroll
-      for (int b = 0; b < 2; ++b) {
-        const uint4 v = *reinterpret_cast<const uint4*>(&staging[b * 256 + row * 16 + half * 8]);
-        *reinterpret_cast<uint4*>(dst + row_off + round * 32 + b * 16 + half * 8) = v;
-      }
-      __syncwarp();
-    }
-  }
-
-  // Hands stage c % kStages back to its prep pair.
-  __device__ __forceinline__ void release_stage(int c) const {
-    __syncwarp();
-    Barrier::arrive(&s.prepped_empty[c % kStages]);
-  }
-
-  // One chunk: consume prepped stage c % kStages, update S, store the output
-  // tile; release the stage unless `hold` (the caller still stages through it).
+  // One chunk: consume prepped stage c % kStages, update S, store the output tile.
   __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, const LaneRowCol& ar,
-                                             const LaneRowCol& br, int qid, bool hold = false) const {
+                                             const LaneRowCol& br, int qid) const {
     const int stage = c % kStages;
     wait_barrier(&s.prepped_full[stage], (c / kStages) & 1);
     auto& in = s.prepped[stage];
@@ -190,7 +154,8 @@ struct Recurrence {
                           warp * 16 + (lane & 1) * 8;
       *reinterpret_cast<uint4*>(static_cast<bf16*>(p.out) + off) = val;
     }
-    if (!hold) release_stage(c);
+    __syncwarp();
+    Barrier::arrive(&s.prepped_empty[stage]);
   }
 
   // kCheckpoints: the loop in segments of checkpoint_chunks chunks with a
@@ -213,20 +178,11 @@ struct Recurrence {
       // Segments of checkpoint_chunks chunks; after each full one, the state
       // goes to the next checkpoint row (outside the hot loop: a store inside
       // it costs registers the recurrence needs).
-      const bool staged = p.checkpoint_kind == StateKind::kBFloat16;
       for (int c = 0; c < w.num_chunks;) {
         const int end = min(c + p.checkpoint_chunks, w.num_chunks);
-        const bool due = int64_t(end) * kChunk <= w.length && end % p.checkpoint_chunks == 0;
-        for (; c < end; ++c) chunk_step(S, c, ar, br, qid, due && staged && c + 1 == end);
-        if (!due) continue;
-        const int64_t row = w.checkpoint_row0 + c / p.checkpoint_chunks - 1;
-        if (staged) {  // through the last chunk's stage, still held
-          store_state_bf16_staged(S, static_cast<bf16*>(p.checkpoints), row,
-                                  reinterpret_cast<bf16*>(&s.prepped[(c - 1) % kStages].u0[warp][0][0]), ar);
-          release_stage(c - 1);
-        } else {
-          store_state(S, p.checkpoints, p.checkpoint_kind, row);
-        }
+        for (; c < end; ++c) chunk_step(S, c, ar, br, qid);
+        if (int64_t(c) * kChunk <= w.length && c % p.checkpoint_chunks == 0)
+          store_state(S, p.checkpoints, p.checkpoint_kind, w.checkpoint_row0 + c / p.checkpoint_chunks - 1);
       }
     }
 
