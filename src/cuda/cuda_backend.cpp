@@ -2,6 +2,8 @@
 // kernel configuration, launches. No allocation and no host synchronisation.
 #include "cuda/cuda_backend.h"
 
+#include <cuda.h>
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -42,6 +44,40 @@ const DeviceInfo& device_info(int device) {
     info.sm_count = prop.multiProcessorCount;
   }
   return info;
+}
+
+// cuTensorMapEncodeTiled from the driver, looked up once (no link to libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess)
+      f = nullptr;
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// The TMA descriptor of a bf16 [rows, heads, 128] tensor (3-D, innermost
+// first: 128 channels, heads, rows) with boxes of 16 rows x 1 head x `cols`
+// channels; reads past the last row return zeros.
+void encode_token_map(CUtensorMap* map, const void* data, int64_t rows, int64_t heads, int cols, const char* name) {
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (encode == nullptr)
+    detail::fail(ErrorKind::kRuntime, name, "flash_kda: the CUDA driver does not provide cuTensorMapEncodeTiled");
+  const cuuint64_t dims[3] = {cuuint64_t(kHeadDim), cuuint64_t(heads), cuuint64_t(rows)};
+  const cuuint64_t strides[2] = {cuuint64_t(kHeadDim * 2), cuuint64_t(heads * kHeadDim * 2)};  // bytes, dims 1..2
+  const cuuint32_t box[3] = {cuuint32_t(cols), 1, cuuint32_t(kChunk)};
+  const cuuint32_t element_strides[3] = {1, 1, 1};
+  const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(data), dims, strides, box,
+                            element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    detail::fail(ErrorKind::kRuntime, name,
+                 std::string("flash_kda: cuTensorMapEncodeTiled failed for ") + name + " (CUresult " +
+                     std::to_string(int(r)) + ")");
 }
 
 // cudaGetDeviceCount, asked once per process: the visible devices do not
@@ -162,6 +198,11 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
   require_device(device);
   if (shape.heads > 65535)
     detail::fail(ErrorKind::kValue, "q", "q: at most 65535 heads are supported, got " + std::to_string(shape.heads));
+  const int64_t row_limit = (int64_t(1) << 31) - 2 * kChunk;  // TMA row coordinates are 32-bit
+  if (shape.batch * shape.tokens > row_limit)
+    detail::fail(ErrorKind::kValue, "q",
+                 "q: at most " + std::to_string(row_limit) + " token rows (B*T) are supported, got " +
+                     std::to_string(shape.batch * shape.tokens));
   const int64_t vblock_limit = int64_t(1) << 31;
   if (shape.num_sequences * 4 >= vblock_limit)
     detail::fail(ErrorKind::kValue, "cu_seqlens",
@@ -230,6 +271,15 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
 
   const int bv = value_block_width(shape.num_sequences * shape.heads, device_info(device).sm_count);
   k.num_vblocks = kHeadDim / bv;
+
+  // The kernel loads a chunk's token rows with one TMA instruction per
+  // tensor; a row coordinate is a 32-bit integer. No rows: nothing is loaded.
+  if (k.total_rows > 0) {
+    encode_token_map(&k.tmap_q, k.q, k.total_rows, shape.heads, kHeadDim, "q");
+    encode_token_map(&k.tmap_k, k.k, k.total_rows, shape.heads, kHeadDim, "k");
+    if (params.g.dtype == DType::kBFloat16) encode_token_map(&k.tmap_g, k.g, k.total_rows, shape.heads, kHeadDim, "g");
+    encode_token_map(&k.tmap_v, k.v, k.total_rows, shape.heads, bv, "v");
+  }
 
   const bool unbounded = k.gate_kind != sm90::GateKind::kLowerBound;
   const bool checkpoints = k.checkpoint_chunks > 0;

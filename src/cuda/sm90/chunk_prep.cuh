@@ -186,23 +186,23 @@ struct ChunkPrep {
   }
 
 
-  // Issues the bulk loads of chunk c's q, k, g rows (half 0 only); fp32 gates
-  // are read by elementwise itself.
+  // Issues the TMA loads of chunk c's q, k, g rows (one thread of half 0);
+  // fp32 gates are read by elementwise itself. All 16 rows arrive: rows past
+  // the sequence hold the next sequence's tokens or zeros, masked by `valid`.
+  // (One tensor-map load per tensor: 16 per-row bulk copies need uniform
+  // operands, so the compiler serialises them over the lanes: 16% of the
+  // prep warps' stall samples in ncu.)
   template <bool kUnbounded>
   __device__ void load_qkg(int c) {
+    if (lane != 0) return;
     const bool kStageG = !(kUnbounded && p.gate_kind == GateKind::kPrecomputedF32);
-    const int valid = w.valid_rows(c);
     auto& raw = s.raw[stage];
     uint64_t* bar = &s.raw_qkg_full[stage];
-    if (lane == 0) Barrier::arrive_and_expect_tx(bar, uint32_t(valid * (kStageG ? 3 : 2) * kDim * sizeof(bf16)));
-    __syncwarp();
-    if (lane < valid) {
-      const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + lane);
-      constexpr int kRowBytes = kDim * sizeof(bf16);
-      bulk_load(&raw.q[lane * kDim], static_cast<const bf16*>(p.q) + off, kRowBytes, bar);
-      bulk_load(&raw.k[lane * kDim], static_cast<const bf16*>(p.k) + off, kRowBytes, bar);
-      if (kStageG) bulk_load(&raw.g[lane * kDim], static_cast<const bf16*>(p.g) + off, kRowBytes, bar);
-    }
+    Barrier::arrive_and_expect_tx(bar, uint32_t((kStageG ? 3 : 2) * kChunk * kDim * sizeof(bf16)));
+    const int row = int(w.row0 + int64_t(c) * kChunk);
+    tma_load_3d(raw.q, &p.tmap_q, bar, 0, w.head, row);
+    tma_load_3d(raw.k, &p.tmap_k, bar, 0, w.head, row);
+    if (kStageG) tma_load_3d(raw.g, &p.tmap_g, bar, 0, w.head, row);
   }
 
   // Unbounded gates: qd (rows 16-31 of wq) was written relative to 2^r for
@@ -219,17 +219,13 @@ struct ChunkPrep {
     }
   }
 
-  // Issues the bulk loads of chunk c's v rows, this CTA's value block (half 0 only).
+  // Issues the TMA load of chunk c's v rows, this CTA's value block (one
+  // thread of half 0; rows past the sequence are zeroed by the prep).
   __device__ void load_v(int c) {
-    const int valid = w.valid_rows(c);
+    if (lane != 0) return;
     uint64_t* bar = &s.raw_v_full[stage];
-    constexpr int kRowBytes = kBV * sizeof(bf16);
-    if (lane == 0) Barrier::arrive_and_expect_tx(bar, uint32_t(valid * kRowBytes));
-    __syncwarp();
-    if (lane < valid) {
-      const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + lane) + w.vblock * kBV;
-      bulk_load(&s.raw[stage].v[lane * kBV], static_cast<const bf16*>(p.v) + off, kRowBytes, bar);
-    }
+    Barrier::arrive_and_expect_tx(bar, uint32_t(kChunk * kBV * sizeof(bf16)));
+    tma_load_3d(s.raw[stage].v, &p.tmap_v, bar, w.vblock * kBV, w.head, int(w.row0 + int64_t(c) * kChunk));
   }
 
   // beta logit of chunk c's token `lane` (lanes >= 16 or past the end: 0).
@@ -427,7 +423,7 @@ struct ChunkPrep {
 
       // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in the recurrence warps' fragment order, this half's value tiles
       wait_barrier(&s.raw_v_full[stage], phase);
-      if (valid < kChunk) {  // tail: rows past the end hold stale data; make them exact zeros
+      if (valid < kChunk) {  // tail: rows past the end hold the next sequence's tokens; make them exact zeros
         if (half == 0) {
           for (int idx = lane; idx < (kChunk - valid) * kBV / 8; idx += 32)
             reinterpret_cast<uint4*>(&raw.v[valid * kBV])[idx] = make_uint4(0, 0, 0, 0);

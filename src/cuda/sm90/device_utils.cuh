@@ -97,9 +97,16 @@ __device__ __forceinline__ LaneRowCol lane_b_order(int lane) {
   return {(lane & 7) + (m >> 1) * 8, (m & 1) * 8};
 }
 
-// ---- bulk copies (TMA engine, no tensor map) -------------------------------------
-__device__ __forceinline__ void bulk_load(void* smem_dst, const void* gmem_src, int bytes, uint64_t* bar) {
-  cute::SM90_BULK_COPY_G2S::copy(gmem_src, bar, smem_dst, bytes);
+// ---- TMA loads -----------------------------------------------------------------------
+// A TMA load of one box of a 3-D tensor map (coordinates innermost first)
+// into shared memory, completing on `bar`. `map` is in kernel-parameter space.
+__device__ __forceinline__ void tma_load_3d(void* smem_dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1,
+                                            int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];"
+      ::"r"(cute::cast_smem_ptr_to_uint(smem_dst)), "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2),
+        "r"(cute::cast_smem_ptr_to_uint(bar))
+      : "memory");
 }
 
 __device__ __forceinline__ void fence_async_shared() { cutlass::arch::fence_view_async_shared(); }

@@ -2,6 +2,8 @@
 // validated FwdParams. Host- and device-visible; 64-bit offsets throughout.
 #pragma once
 
+#include <cuda.h>  // CUtensorMap
+
 #include <cstdint>
 
 namespace flash_kda::sm90 {
@@ -26,6 +28,13 @@ enum IndexBits : uint32_t {
 };
 
 struct FwdKernelParams {
+  // TMA descriptors of q, k, g (bf16 g only) and v as [rows][H][128] tensors
+  // (3-D, boxes of 16 rows x 1 head x 128 columns, kBV columns for v): one
+  // instruction loads a chunk's rows (zeros past the last row).
+  CUtensorMap tmap_q;
+  CUtensorMap tmap_k;
+  CUtensorMap tmap_g;
+  CUtensorMap tmap_v;
   const void* q;      // bf16 [rows, H, 128]   (rows = B * T)
   const void* k;
   const void* v;
