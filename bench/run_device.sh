@@ -24,6 +24,7 @@
 #   BENCH_CASES      bench case filter (bench_fwd.py --cases), e.g. "H96 T8192,varlen6"
 #   BENCH_ARGS       extra bench_fwd.py arguments, e.g. "--repeats 300 --no-fla"
 #   SKIP_DECODE_BENCH=1   skip the decode benchmark (6b)
+#   SKIP_NATIVE_BUILD=1   skip step 6f (pip install . with the default FLASH_KDA_CUDA_ARCHS=native)
 #   DECODE_BENCH_BUDGET_S seconds reserved for it (default 150; taken from the fwd bench's share)
 #   DECODE_BENCH_CASES    decode bench case filter (bench_decode.py --cases), e.g. "bw,N64 t1"
 #   DECODE_BENCH_ARGS     extra bench_decode.py arguments, e.g. "--no-fla"
@@ -309,6 +310,32 @@ else
   record wheel_smoke SKIP 0 "no .dist/flash_kda-*.whl carried (or SKIP_WHEEL_SMOKE=1)"
 fi
 
+section "6f. pip install . with the default architectures (native)"
+# The README's default build: no FLASH_KDA_CUDA_ARCHS, so cmake/cuda_archs.cmake
+# asks the local GPU (Hopper 90 -> 90a). Installed into its own folder and
+# checked with the wheel smoke test (fwd with both gates, decode, vs oracle).
+if [[ "${SKIP_NATIVE_BUILD:-0}" != 1 && $BUILD_OK == 1 ]]; then
+  t=$SECONDS
+  rm -rf /tmp/nativesite /tmp/nativebuild
+  if (env -u FLASH_KDA_CUDA_ARCHS FLASH_KDA_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=$NPROC \
+      timeout "$(clamp 240 60)" python3 -m pip install -q --no-build-isolation --no-deps \
+      --config-settings=build-dir=/tmp/nativebuild --target /tmp/nativesite . >"$OUT/native_build.log" 2>&1); then
+    (cd /tmp && PYTHONPATH=/tmp/nativesite${PYTHONPATH:+:$PYTHONPATH} timeout "$(clamp 120 20)" \
+      python3 -c "import flash_kda; print(flash_kda.build_info())" &&
+      cd /tmp && PYTHONPATH=/tmp/nativesite${PYTHONPATH:+:$PYTHONPATH} timeout "$(clamp 120 20)" \
+      python3 "$REPO/bench/wheel_smoke.py") 2>&1 | tee -a "$OUT/native_build.log"
+    rc=${PIPESTATUS[0]}
+    if [[ $rc == 0 ]] && grep -q "wheel smoke: PASS" "$OUT/native_build.log"; then
+      record native_build PASS $((SECONDS - t)) "$(grep -m1 'CUDA architectures' "$OUT/native_build.log")"
+    else record native_build FAIL $((SECONDS - t)) "smoke test failed, see native_build.log"; fi
+  else
+    tail -n 30 "$OUT/native_build.log"
+    record native_build FAIL $((SECONDS - t)) "pip install . failed, see native_build.log"
+  fi
+else
+  record native_build SKIP 0 "SKIP_NATIVE_BUILD=1 or no build"
+fi
+
 # ---------------------------------------------------------------------------------
 section "7. results"
 for f in "$OUT"/*.log; do  # what comes back is at most 16 MiB a file
@@ -322,7 +349,7 @@ rc=$?
 # At most 8 files come back: everything also goes into raw.tar.gz, and the
 # secondary files leave $OUT (results.md, raw.tar.gz and the main JSONs stay).
 (cd "$OUT" && tar czf raw.tar.gz --exclude raw.tar.gz ./*.log ./*.json 2>/dev/null &&
-  rm -f build.log cpp.log sanitizer.log pytest.log pool_bench.json host_overhead.json wheel_smoke.log) || true
+  rm -f build.log cpp.log sanitizer.log pytest.log pool_bench.json host_overhead.json wheel_smoke.log native_build.log) || true
 if [[ -n "$(ls -A "$TRITON_CACHE_DIR" 2>/dev/null)" ]]; then
   tar czf "$WORK/triton_cache.tar.gz" -C "$TRITON_CACHE_DIR" . 2>/dev/null &&
     (($(stat -c %s "$WORK/triton_cache.tar.gz") < 15000000)) && mv "$WORK/triton_cache.tar.gz" "$OUT/"
