@@ -49,7 +49,9 @@ os.environ["FLA_FLASH_KDA"] = "0"  # before fla is imported anywhere
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench_fwd import _f, _short_error, copy_bandwidth, time_calls, write_json  # noqa: E402
+from bench_fwd import (  # noqa: E402
+    _f, _rel, _short_error, _torch, capture_graph, copy_bandwidth, import_ours, time_calls, write_json)
+from bench_fwd import select_cases as _select_cases  # noqa: E402
 
 D = 128
 LOWER_BOUND = -5.0
@@ -85,10 +87,7 @@ def case_bytes(N: int, H: int, t: int, state: str) -> int:
 
 
 def select_cases(spec: str | None):
-    if not spec:
-        return list(CASES)
-    wanted = [w.strip().lower() for w in spec.split(",") if w.strip()]
-    return [c for c in CASES if any(all(part in c[0].lower().split() for part in w.split()) for w in wanted)]
+    return _select_cases(spec, CASES)
 
 
 # --- formatting (no torch needed) -----------------------------------------------------
@@ -131,27 +130,11 @@ def format_table(data: dict) -> str:
 
 
 # --- measuring ------------------------------------------------------------------------
-def _torch():
-    import torch
-
-    return torch
-
-
 def time_graph(fns, calls: int, replays: int, max_seconds: float):
     """Median ms per call over replays of a CUDA graph of `calls` calls
     (rotating through `fns`). Returns (ms_per_call, replays_done)."""
     torch = _torch()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for f in fns:
-            f()
-    torch.cuda.current_stream().wait_stream(side)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for i in range(calls):
-            fns[i % len(fns)]()
+    graph = capture_graph(fns, calls)
     for _ in range(3):
         graph.replay()
     torch.cuda.synchronize()
@@ -224,14 +207,6 @@ def fla_fn(fused_fwd, s, pool=None):
                   use_qk_l2norm_in_kernel=True, use_gate_in_kernel=True,
                   use_beta_sigmoid_in_kernel=True, lower_bound=LOWER_BOUND, out=s["fla_out"])
     return fn
-
-
-def _rel(a, b):
-    torch = _torch()
-    a, b = a.double(), b.double()
-    den = torch.linalg.vector_norm(b).item()
-    num = torch.linalg.vector_norm(a - b).item()
-    return num / den if den > 0 else (0.0 if num == 0 else math.inf)
 
 
 def run_case(name, N, H, t, state, args, flash_kda, fused_fwd, l2_bytes, bw_tbps):
@@ -330,20 +305,7 @@ def main(argv=None):
     device = torch.cuda.get_device_name(0)
     l2_bytes = int(getattr(props, "L2_cache_size", 0) or 50 * 2**20)
 
-    flash_kda = None
-    args.ours_unavailable = "not run (--no-ours)"
-    if not args.no_ours:
-        try:
-            import flash_kda as _fk
-
-            if not hasattr(_fk, "decode"):
-                args.ours_unavailable = "this flash_kda has no decode"
-            elif not _fk.cuda_available():
-                args.ours_unavailable = f"flash_kda has no CUDA kernels for this GPU ({_fk.build_info()})"
-            else:
-                flash_kda = _fk
-        except Exception as e:
-            args.ours_unavailable = f"flash_kda does not import: {_short_error(e)}"
+    flash_kda = import_ours(args, needs="decode")
     fused_fwd = None
     args.fla_unavailable = "not run (--no-fla)"
     if not args.no_fla:

@@ -207,6 +207,24 @@ def time_calls(fns, repeats: int, max_seconds: float, min_repeats: int, warmup: 
     return statistics.median(ms), n, ms
 
 
+def capture_graph(fns, calls: int):
+    """A CUDA graph of `calls` calls rotating through `fns`, after one eager
+    round on a side stream (the capture must not see first-call work)."""
+    torch = _torch()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for f in fns:
+            f()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for i in range(calls):
+            fns[i % len(fns)]()
+    return graph
+
+
 def copy_bandwidth(nbytes: int = 1 << 31, iters: int = 20) -> float:
     """Device-to-device copy bandwidth in TB/s, counting bytes read + written."""
     torch = _torch()
@@ -292,8 +310,7 @@ def fla_fn(chunk_kda, s, result=None):
 
 def _rel(a, b):
     torch = _torch()
-    a = a.float()
-    b = b.float()
+    a, b = a.double(), b.double()
     den = torch.linalg.vector_norm(b).item()
     num = torch.linalg.vector_norm(a - b).item()
     return num / den if den > 0 else (0.0 if num == 0 else math.inf)
@@ -379,16 +396,34 @@ def run_case(name, H, lengths, varlen, args, flash_kda, chunk_kda, l2_bytes, bw_
     return r
 
 
-def select_cases(spec: str | None):
+def select_cases(spec: str | None, cases=None):
+    """The cases (tuples, name first) matching a comma-separated filter: a case
+    runs if every word of one filter is a word of its name."""
+    cases = CASES if cases is None else cases
     if not spec:
-        return list(CASES)
+        return list(cases)
     wanted = [w.strip().lower() for w in spec.split(",") if w.strip()]
-    chosen = []
-    for c in CASES:
-        name = c[0].lower()
-        if any(all(part in name for part in w.split()) for w in wanted):
-            chosen.append(c)
-    return chosen
+    return [c for c in cases if any(all(part in c[0].lower().split() for part in w.split()) for w in wanted)]
+
+
+def import_ours(args, needs: str | None = None):
+    """flash_kda if it imports with CUDA kernels for this GPU (and has `needs`),
+    else None with the reason in args.ours_unavailable."""
+    args.ours_unavailable = "not run (--no-ours)"
+    if args.no_ours:
+        return None
+    try:
+        import flash_kda as fk
+    except Exception as e:
+        args.ours_unavailable = f"flash_kda does not import: {_short_error(e)}"
+        return None
+    if needs is not None and not hasattr(fk, needs):
+        args.ours_unavailable = f"this flash_kda has no {needs}"
+    elif not fk.cuda_available():
+        args.ours_unavailable = f"flash_kda has no CUDA kernels for this GPU ({fk.build_info()})"
+    else:
+        return fk
+    return None
 
 
 def main(argv=None):
@@ -432,18 +467,7 @@ def main(argv=None):
     column = gpu_column(device)
     l2_bytes = int(getattr(props, "L2_cache_size", 0) or 50 * 2**20)
 
-    flash_kda = None
-    args.ours_unavailable = "not run (--no-ours)"
-    if not args.no_ours:
-        try:
-            import flash_kda as _fk
-
-            if not _fk.cuda_available():
-                args.ours_unavailable = f"flash_kda has no CUDA kernels for this GPU ({_fk.build_info()})"
-            else:
-                flash_kda = _fk
-        except Exception as e:
-            args.ours_unavailable = f"flash_kda does not import: {_short_error(e)}"
+    flash_kda = import_ours(args)
     chunk_kda = None
     args.fla_unavailable = "not run (--no-fla)"
     if not args.no_fla:

@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_fwd import capture_graph  # noqa: E402
 
 
 def measure(fn, calls: int, rounds: int, torch) -> dict:
@@ -42,16 +46,7 @@ def measure(fn, calls: int, rounds: int, torch) -> dict:
         enqueue.append((t1 - t0) / calls * 1e6)
         wall.append((t2 - t0) / calls * 1e6)
     # GPU time of one call without the host: a CUDA graph of `calls` calls, replayed
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(calls):
-            fn()
+    graph = capture_graph([fn], calls)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     kernel = []
     for _ in range(rounds):

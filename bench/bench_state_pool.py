@@ -25,25 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_fwd  # noqa: E402
+
 D = 128
-
-
-def time_calls(fn, repeats: int, torch) -> float:
-    for _ in range(10):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def run_case(H: int, N: int, L: int, repeats: int, interval: int, torch, flash_kda) -> dict:
@@ -102,7 +90,8 @@ def run_case(H: int, N: int, L: int, repeats: int, interval: int, torch, flash_k
 
     variants = {"plain": plain, "slots": slots, "gather": gather, "slots+ckpt": slots_ckpt,
                 "slots+ckpt16": slots_ckpt16, "slots+ckpt0": slots_ckpt_none}
-    ms = {name: time_calls(fn, repeats, torch) for name, fn in variants.items()}
+    ms = {name: bench_fwd.time_calls([fn], repeats, max_seconds=float("inf"), min_repeats=repeats)[0]
+          for name, fn in variants.items()}
     return {
         "case": f"H{H} varlen {N}x{L} P={P}",
         "H": H, "N": N, "L": L, "P": P, "checkpoint_interval": interval,
