@@ -52,6 +52,19 @@ export PYTHONDONTWRITEBYTECODE=1
 section() { printf '\n======== [%4ds] %s ========\n' "$((SECONDS - START))" "$*"; }
 # record NAME STATUS SECONDS NOTE   (STATUS: PASS FAIL SKIP)
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >>"$STEPS"; echo ">> $1: $2 (${3}s) ${4:-}"; }
+# record_rc NAME RC START FILE: PASS, or FAIL "timed out" (rc 124: FILE holds the cases done) / "exit RC"
+record_rc() {
+  if [[ $2 == 0 ]]; then record "$1" PASS $((SECONDS - $3)) "$4"
+  elif [[ $2 == 124 ]]; then record "$1" FAIL $((SECONDS - $3)) "timed out ($4 holds the cases done)"
+  else record "$1" FAIL $((SECONDS - $3)) "exit $2"; fi
+}
+# smoke SITE LOG: bench/wheel_smoke.py against the flash_kda installed in SITE
+# (first on PYTHONPATH, so that it shadows the source build); 0 if it passes
+smoke() {
+  (cd /tmp && PYTHONPATH=$1${PYTHONPATH:+:$PYTHONPATH} timeout "$(clamp 120 20)" \
+    python3 "$REPO/bench/wheel_smoke.py") 2>&1 | tee -a "$2"
+  [[ ${PIPESTATUS[0]} == 0 ]] && grep -q "wheel smoke: PASS" "$2"
+}
 remaining() { echo $((BUDGET_S - (SECONDS - START))); }
 # clamp CAP RESERVE: min(CAP, remaining - RESERVE), at least 30
 clamp() {
@@ -233,9 +246,7 @@ else
   timeout "$(clamp 600 25)" python3 bench/bench_fwd.py --json "$OUT/bench.json" --time-budget "$budget" \
     ${BENCH_CASES:+--cases "$BENCH_CASES"} ${BENCH_ARGS:-} 2>&1 | tee "$WORK/bench.log"
   rc=${PIPESTATUS[0]}
-  if [[ $rc == 0 ]]; then record bench PASS $((SECONDS - t)) "bench.json"
-  elif [[ $rc == 124 ]]; then record bench FAIL $((SECONDS - t)) "timed out (bench.json holds the cases done)"
-  else record bench FAIL $((SECONDS - t)) "exit $rc"; fi
+  record_rc bench "$rc" "$t" bench.json
 fi
 
 section "6a. benchmark with the softplus gate (issue #8)"
@@ -249,9 +260,7 @@ else
     --time-budget "$((sbudget - 60))" --cases "${SOFTPLUS_BENCH_CASES:-H96 T8192,H64 T8192,H96 varlen6}" \
     ${BENCH_ARGS:-} 2>&1 | tee -a "$WORK/bench.log"
   rc=${PIPESTATUS[0]}
-  if [[ $rc == 0 ]]; then record softplus_bench PASS $((SECONDS - t)) "bench_softplus.json"
-  elif [[ $rc == 124 ]]; then record softplus_bench FAIL $((SECONDS - t)) "timed out (bench_softplus.json holds the cases done)"
-  else record softplus_bench FAIL $((SECONDS - t)) "exit $rc"; fi
+  record_rc softplus_bench "$rc" "$t" bench_softplus.json
 fi
 
 section "6b. state-pool benchmark"
@@ -261,8 +270,7 @@ else
   t=$SECONDS
   timeout "$(clamp 300 25)" python3 bench/bench_state_pool.py --json "$OUT/pool_bench.json" 2>&1 | tee -a "$WORK/bench.log"
   rc=${PIPESTATUS[0]}
-  if [[ $rc == 0 ]]; then record pool_bench PASS $((SECONDS - t)) "pool_bench.json"
-  else record pool_bench FAIL $((SECONDS - t)) "exit $rc"; fi
+  record_rc pool_bench "$rc" "$t" pool_bench.json
 fi
 
 # ---------------------------------------------------------------------------------
@@ -278,9 +286,7 @@ else
     --time-budget "$((dbudget - 30))" ${DECODE_BENCH_CASES:+--cases "$DECODE_BENCH_CASES"} \
     ${DECODE_BENCH_ARGS:-} 2>&1 | tee "$WORK/decode_bench.log"
   rc=${PIPESTATUS[0]}
-  if [[ $rc == 0 ]]; then record decode_bench PASS $((SECONDS - t)) "decode_bench.json"
-  elif [[ $rc == 124 ]]; then record decode_bench FAIL $((SECONDS - t)) "timed out (decode_bench.json holds the cases done)"
-  else record decode_bench FAIL $((SECONDS - t)) "exit $rc"; fi
+  record_rc decode_bench "$rc" "$t" decode_bench.json
 fi
 
 section "6d. host overhead of an eager call (issue #5)"
@@ -290,20 +296,16 @@ else
   t=$SECONDS
   timeout "$(clamp 90 20)" python3 bench/bench_host_overhead.py --json "$OUT/host_overhead.json" 2>&1 | tee -a "$WORK/bench.log"
   rc=${PIPESTATUS[0]}
-  if [[ $rc == 0 ]]; then record host_overhead PASS $((SECONDS - t)) "host_overhead.json"
-  else record host_overhead FAIL $((SECONDS - t)) "exit $rc"; fi
+  record_rc host_overhead "$rc" "$t" host_overhead.json
 fi
 
 section "6e. a wheel built elsewhere (.dist/*.whl, issue #5)"
 if compgen -G ".dist/flash_kda-*.whl" >/dev/null && [[ "${SKIP_WHEEL_SMOKE:-0}" != 1 ]]; then
   t=$SECONDS
-  # its own target folder, first on PYTHONPATH, so that it shadows the source build
-  # (and sees torch & co. of this python)
-  rm -rf /tmp/wheelsite && python3 -m pip install -q --no-index --no-deps --target /tmp/wheelsite .dist/flash_kda-*.whl &&
-    (cd /tmp && PYTHONPATH=/tmp/wheelsite${PYTHONPATH:+:$PYTHONPATH} timeout "$(clamp 120 20)" \
-      python3 "$REPO/bench/wheel_smoke.py") 2>&1 | tee "$OUT/wheel_smoke.log"
-  rc=${PIPESTATUS[0]}
-  if [[ $rc == 0 ]] && grep -q "wheel smoke: PASS" "$OUT/wheel_smoke.log"; then
+  : >"$OUT/wheel_smoke.log"
+  rm -rf /tmp/wheelsite
+  if python3 -m pip install -q --no-index --no-deps --target /tmp/wheelsite .dist/flash_kda-*.whl &&
+    smoke /tmp/wheelsite "$OUT/wheel_smoke.log"; then
     record wheel_smoke PASS $((SECONDS - t)) "$(ls .dist/*.whl | xargs -n1 basename)"
   else record wheel_smoke FAIL $((SECONDS - t)) "see wheel_smoke.log"; fi
 else
@@ -320,12 +322,7 @@ if [[ "${SKIP_NATIVE_BUILD:-0}" != 1 && $BUILD_OK == 1 ]]; then
   if (env -u FLASH_KDA_CUDA_ARCHS FLASH_KDA_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=$NPROC \
       timeout "$(clamp 240 60)" python3 -m pip install -q --no-build-isolation --no-deps \
       --config-settings=build-dir=/tmp/nativebuild --target /tmp/nativesite . >"$OUT/native_build.log" 2>&1); then
-    (cd /tmp && PYTHONPATH=/tmp/nativesite${PYTHONPATH:+:$PYTHONPATH} timeout "$(clamp 120 20)" \
-      python3 -c "import flash_kda; print(flash_kda.build_info())" &&
-      cd /tmp && PYTHONPATH=/tmp/nativesite${PYTHONPATH:+:$PYTHONPATH} timeout "$(clamp 120 20)" \
-      python3 "$REPO/bench/wheel_smoke.py") 2>&1 | tee -a "$OUT/native_build.log"
-    rc=${PIPESTATUS[0]}
-    if [[ $rc == 0 ]] && grep -q "wheel smoke: PASS" "$OUT/native_build.log"; then
+    if smoke /tmp/nativesite "$OUT/native_build.log"; then
       record native_build PASS $((SECONDS - t)) "$(grep -m1 'CUDA architectures' "$OUT/native_build.log")"
     else record native_build FAIL $((SECONDS - t)) "smoke test failed, see native_build.log"; fi
   else
