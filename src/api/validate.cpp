@@ -136,6 +136,39 @@ struct NamedRef {
   const char* name;
 };
 
+// Presence, dtype and rank of the token tensors of fwd and decode: q, k, v,
+// g (bf16; also fp32 when g_may_be_fp32), beta (rank 3) and out.
+template <class Params>
+void require_token_tensors(const Params& p, const ValidatePolicy& policy, bool g_may_be_fp32) {
+  const NamedRef activations[] = {{&p.q, "q"}, {&p.k, "k"}, {&p.v, "v"}, {&p.g, "g"}};
+  for (auto [t, name] : activations) {
+    require_present(*t, name);
+    if (t == &p.g && g_may_be_fp32)
+      require_dtype(*t, name, {DType::kBFloat16, DType::kFloat32});
+    else
+      require_dtype(*t, name, {DType::kBFloat16});
+    require_rank(*t, name, 4);
+  }
+  require_present(p.beta, "beta");
+  require_dtype(p.beta, "beta", {DType::kBFloat16});
+  require_rank(p.beta, "beta", 3);
+  require_present(p.out, "out");
+  if (policy.allow_wide_outputs)
+    require_dtype(p.out, "out", {DType::kBFloat16, DType::kFloat32, DType::kFloat64});
+  else
+    require_dtype(p.out, "out", {DType::kBFloat16});
+  require_rank(p.out, "out", 4);
+}
+
+// Contiguity and alignment of q, k, v, g and out (16 bytes: the kernels
+// read and write them in 16-byte vectors and TMA boxes).
+template <class Params>
+void require_token_layouts(const Params& p, const ValidatePolicy& policy) {
+  const size_t alignment = policy.allow_wide_outputs ? 1 : 16;
+  const NamedRef tiles[] = {{&p.q, "q"}, {&p.k, "k"}, {&p.v, "v"}, {&p.g, "g"}, {&p.out, "out"}};
+  for (auto [t, name] : tiles) require_layout(*t, name, alignment);
+}
+
 bool overlaps(const TensorRef& a, const TensorRef& b) {
   if (!a.present() || !b.present() || a.numel() == 0 || b.numel() == 0) return false;
   if (a.device != b.device || a.device_id != b.device_id) return false;
@@ -343,24 +376,7 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
     fail(ErrorKind::kValue, "gate_mode",
          "gate_mode: expected lower_bound, softplus or precomputed, got " +
              std::to_string(static_cast<int>(mode)));
-  const NamedRef activations[] = {{&p.q, "q"}, {&p.k, "k"}, {&p.v, "v"}, {&p.g, "g"}};
-  for (auto [t, name] : activations) {
-    require_present(*t, name);
-    if (t == &p.g && mode == GateMode::kPrecomputed)
-      require_dtype(*t, name, {DType::kBFloat16, DType::kFloat32});
-    else
-      require_dtype(*t, name, {DType::kBFloat16});
-    require_rank(*t, name, 4);
-  }
-  require_present(p.beta, "beta");
-  require_dtype(p.beta, "beta", {DType::kBFloat16});
-  require_rank(p.beta, "beta", 3);
-  require_present(p.out, "out");
-  if (policy.allow_wide_outputs)
-    require_dtype(p.out, "out", {DType::kBFloat16, DType::kFloat32, DType::kFloat64});
-  else
-    require_dtype(p.out, "out", {DType::kBFloat16});
-  require_rank(p.out, "out", 4);
+  require_token_tensors(p, policy, mode == GateMode::kPrecomputed);
   if (mode == GateMode::kPrecomputed) {
     // The gate is g itself: a decay rate or bias given as well would be ignored.
     const NamedRef unused[] = {{&p.A_log, "A_log"}, {&p.dt_bias, "dt_bias"}};
@@ -385,9 +401,7 @@ FwdShape validate(const FwdParams& p, const ValidatePolicy& policy) {
   if (p.A_log.present()) require_shape(p.A_log, "A_log", {H}, "[H]");
   if (p.dt_bias.present()) require_shape(p.dt_bias, "dt_bias", {H, K}, "[H, K]");
 
-  const size_t tile_alignment = policy.allow_wide_outputs ? 1 : 16;
-  for (auto [t, name] : activations) require_layout(*t, name, tile_alignment);
-  require_layout(p.out, "out", policy.allow_wide_outputs ? 1 : 16);
+  require_token_layouts(p, policy);
   require_strided_layout(p.beta, "beta", 2);  // read element by element: any strides
   if (p.A_log.present()) require_layout(p.A_log, "A_log", 4);
   if (p.dt_bias.present()) require_layout(p.dt_bias, "dt_bias", 4);
@@ -564,21 +578,7 @@ void validate_state_indices_contents(const TensorRef& idx, int64_t pool_size) {
 }  // namespace
 
 DecodeShape validate_decode(const DecodeParams& p, const ValidatePolicy& policy) {
-  const NamedRef activations[] = {{&p.q, "q"}, {&p.k, "k"}, {&p.v, "v"}, {&p.g, "g"}};
-  for (auto [t, name] : activations) {
-    require_present(*t, name);
-    require_dtype(*t, name, {DType::kBFloat16});
-    require_rank(*t, name, 4);
-  }
-  require_present(p.beta, "beta");
-  require_dtype(p.beta, "beta", {DType::kBFloat16});
-  require_rank(p.beta, "beta", 3);
-  require_present(p.out, "out");
-  if (policy.allow_wide_outputs)
-    require_dtype(p.out, "out", {DType::kBFloat16, DType::kFloat32, DType::kFloat64});
-  else
-    require_dtype(p.out, "out", {DType::kBFloat16});
-  require_rank(p.out, "out", 4);
+  require_token_tensors(p, policy, /*g_may_be_fp32=*/false);
   require_present(p.A_log, "A_log");
   require_dtype(p.A_log, "A_log", {DType::kFloat32});
   require_rank(p.A_log, "A_log", 1);
@@ -641,13 +641,11 @@ DecodeShape validate_decode(const DecodeParams& p, const ValidatePolicy& policy)
   require_shape(p.state, "state", {P, H, V, K}, "[P, H, V, K]: a pool of P states");
   shape.pool_size = P;
 
-  const size_t tile_alignment = policy.allow_wide_outputs ? 1 : 16;
-  for (auto [t, name] : activations) require_layout(*t, name, tile_alignment);
-  require_layout(p.out, "out", tile_alignment);
+  require_token_layouts(p, policy);
   require_layout(p.beta, "beta", 2);
   require_layout(p.A_log, "A_log", 4);
   require_layout(p.dt_bias, "dt_bias", 4);
-  require_layout(p.state, "state", tile_alignment);
+  require_layout(p.state, "state", policy.allow_wide_outputs ? 1 : 16);
   require_layout(p.state_indices, "state_indices", dtype_size(p.state_indices.dtype));
   if (p.cu_seqlens.present()) require_layout(p.cu_seqlens, "cu_seqlens", dtype_size(p.cu_seqlens.dtype));
 
