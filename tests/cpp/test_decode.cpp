@@ -337,15 +337,6 @@ TEST(Decode, PrefillThenDecodeEqualsPrefill) {
 
 // ---------------------------------------------------------------------------
 // Refusals: the error, and nothing written.
-struct DecodeScratch {
-  std::deque<HostTensor> buffers;
-  HostTensor& make(DType dtype, std::vector<int64_t> shape) {
-    buffers.emplace_back(dtype, std::move(shape));
-    buffers.back().poison();
-    return buffers.back();
-  }
-};
-
 TensorRef& field(DecodeParams& p, const std::string& n) {
   if (n == "q") return p.q;
   if (n == "k") return p.k;
@@ -361,17 +352,7 @@ TensorRef& field(DecodeParams& p, const std::string& n) {
   throw std::logic_error("no tensor argument " + n);
 }
 
-void reshape(TensorRef& t, std::vector<int64_t> shape) {
-  t.ndim = static_cast<int>(shape.size());
-  int64_t stride = 1;
-  for (int i = t.ndim - 1; i >= 0; --i) {
-    t.shape[i] = shape[i];
-    t.strides[i] = stride;
-    stride *= shape[i];
-  }
-}
-
-using DecodeMutation = std::function<void(DecodeProblem&, DecodeParams&, DecodeScratch&)>;
+using DecodeMutation = std::function<void(DecodeProblem&, DecodeParams&, Scratch&)>;
 struct DecodeErrorCase {
   std::string name;
   bool varlen;
@@ -390,7 +371,7 @@ std::vector<DecodeErrorCase> decode_error_cases() {
   };
   // Base problems: fixed N = 3, t = 2, H = 2, P = 6; packed seqlens {2, 3}.
   for (std::string n : {"q", "k", "v", "g", "beta", "out", "A_log", "dt_bias", "state", "state_indices"})
-    add("missing_" + n, false, [n](DecodeProblem&, DecodeParams& p, DecodeScratch&) { field(p, n) = TensorRef{}; },
+    add("missing_" + n, false, [n](DecodeProblem&, DecodeParams& p, Scratch&) { field(p, n) = TensorRef{}; },
         ErrorKind::kValue, n, {"required tensor is missing"});
   struct DtypeCase {
     std::string tensor;
@@ -408,7 +389,7 @@ std::vector<DecodeErrorCase> decode_error_cases() {
            {"state_indices", DType::kFloat32, "int32 or int64", false},
            {"cu_seqlens", DType::kFloat32, "int32 or int64", true}})
     add("dtype_" + d.tensor + "_" + short_dtype(d.given), d.varlen,
-        [d](DecodeProblem&, DecodeParams& p, DecodeScratch& s) {
+        [d](DecodeProblem&, DecodeParams& p, Scratch& s) {
           TensorRef& t = field(p, d.tensor);
           t = s.make(d.given, std::vector<int64_t>(t.shape, t.shape + t.ndim)).ref();
         },
@@ -439,7 +420,7 @@ std::vector<DecodeErrorCase> decode_error_cases() {
            {"cu_seqlens_one_entry", "cu_seqlens", true, {1}, {"expected at least 2 entries"}},
        })
     add("shape_" + c.name, c.varlen,
-        [c](DecodeProblem&, DecodeParams& p, DecodeScratch&) { reshape(field(p, c.tensor), c.shape); },
+        [c](DecodeProblem&, DecodeParams& p, Scratch&) { reshape(field(p, c.tensor), c.shape); },
         ErrorKind::kValue, c.tensor, c.fragments);
   // Token counts: t = 0 and t = 9 (fixed), too many / few packed tokens, B != 1 with cu_seqlens.
   auto all_tokens = [](DecodeParams& p, std::vector<int64_t> lead) {
@@ -447,25 +428,25 @@ std::vector<DecodeErrorCase> decode_error_cases() {
     reshape(p.beta, {lead[0], lead[1], 2});
   };
   add("tokens_9", false,
-      [&](DecodeProblem& pb, DecodeParams& p, DecodeScratch& s) {
+      [&](DecodeProblem& pb, DecodeParams& p, Scratch& s) {
         for (const char* n : {"q", "k", "v", "g", "out"}) field(p, n) = s.make(DType::kBFloat16, {3, 9, 2, 128}).ref();
         p.beta = s.make(DType::kBFloat16, {3, 9, 2}).ref();
         (void)pb;
       },
       ErrorKind::kValue, "q", {"expected 1..8 new tokens per sequence", "got t = 9", "use fwd for prefill"});
-  add("tokens_0", false, [all_tokens](DecodeProblem&, DecodeParams& p, DecodeScratch&) { all_tokens(p, {3, 0}); },
+  add("tokens_0", false, [all_tokens](DecodeProblem&, DecodeParams& p, Scratch&) { all_tokens(p, {3, 0}); },
       ErrorKind::kValue, "q", {"got t = 0"});
   add("packed_too_many", true,
-      [](DecodeProblem&, DecodeParams& p, DecodeScratch& s) {
+      [](DecodeProblem&, DecodeParams& p, Scratch& s) {
         for (const char* n : {"q", "k", "v", "g", "out"}) field(p, n) = s.make(DType::kBFloat16, {1, 17, 2, 128}).ref();
         p.beta = s.make(DType::kBFloat16, {1, 17, 2}).ref();
       },
       ErrorKind::kValue, "q", {"expected between N = 2 and 8 * N = 16 packed tokens", "got 17"});
-  add("packed_batch_2", true, [all_tokens](DecodeProblem&, DecodeParams& p, DecodeScratch&) { all_tokens(p, {5, 1}); },
+  add("packed_batch_2", true, [all_tokens](DecodeProblem&, DecodeParams& p, Scratch&) { all_tokens(p, {5, 1}); },
       ErrorKind::kValue, "q", {"with cu_seqlens the first dimension must be 1"});
   // Contents of host index tensors.
   add("cu_seqlens_start", true,
-      [](DecodeProblem& pb, DecodeParams& p, DecodeScratch& s) {
+      [](DecodeProblem& pb, DecodeParams& p, Scratch& s) {
         HostTensor& c = s.make(DType::kInt64, {3});
         put_index(c, 0, 1), put_index(c, 1, 2), put_index(c, 2, 5);
         p.cu_seqlens = c.ref();
@@ -473,29 +454,29 @@ std::vector<DecodeErrorCase> decode_error_cases() {
       },
       ErrorKind::kValue, "cu_seqlens", {"expected cu_seqlens[0] == 0, got 1"});
   add("cu_seqlens_empty_sequence", true,
-      [](DecodeProblem&, DecodeParams& p, DecodeScratch& s) {
+      [](DecodeProblem&, DecodeParams& p, Scratch& s) {
         HostTensor& c = s.make(DType::kInt32, {3});
         put_index(c, 0, 0), put_index(c, 1, 0), put_index(c, 2, 5);
         p.cu_seqlens = c.ref();
       },
       ErrorKind::kValue, "cu_seqlens", {"expected 1..8 tokens per sequence", "cu_seqlens[1] - cu_seqlens[0] = 0"});
   add("cu_seqlens_end", true,
-      [](DecodeProblem&, DecodeParams& p, DecodeScratch& s) {
+      [](DecodeProblem&, DecodeParams& p, Scratch& s) {
         HostTensor& c = s.make(DType::kInt64, {3});
         put_index(c, 0, 0), put_index(c, 1, 2), put_index(c, 2, 4);
         p.cu_seqlens = c.ref();
       },
       ErrorKind::kValue, "cu_seqlens", {"last entry to equal the number of packed tokens 5", "got 4"});
   add("index_out_of_range", false,
-      [](DecodeProblem& pb, DecodeParams&, DecodeScratch&) { put_index(pb.state_indices, 1, 6); },
+      [](DecodeProblem& pb, DecodeParams&, Scratch&) { put_index(pb.state_indices, 1, 6); },
       ErrorKind::kValue, "state_indices", {"expected slots in [0, 6)", "state_indices[1] = 6"});
   add("index_duplicate", false,
-      [](DecodeProblem& pb, DecodeParams&, DecodeScratch&) {
+      [](DecodeProblem& pb, DecodeParams&, Scratch&) {
         put_index(pb.state_indices, 0, 4), put_index(pb.state_indices, 1, -1), put_index(pb.state_indices, 2, 4);
       },
       ErrorKind::kValue, "state_indices", {"expected distinct slots, got slot 4 at entries 0 and 2"});
   add("index_duplicate_varlen_int32", true,
-      [](DecodeProblem& pb, DecodeParams& p, DecodeScratch& s) {
+      [](DecodeProblem& pb, DecodeParams& p, Scratch& s) {
         HostTensor& c = s.make(DType::kInt32, {2});
         put_index(c, 0, 5), put_index(c, 1, 5);
         p.state_indices = c.ref();
@@ -504,36 +485,36 @@ std::vector<DecodeErrorCase> decode_error_cases() {
       ErrorKind::kValue, "state_indices", {"got slot 5 at entries 0 and 1"});
   // Layout, device, scalars, overlap.
   add("non_contiguous_state", false,
-      [](DecodeProblem&, DecodeParams& p, DecodeScratch&) { std::swap(p.state.strides[2], p.state.strides[3]); },
+      [](DecodeProblem&, DecodeParams& p, Scratch&) { std::swap(p.state.strides[2], p.state.strides[3]); },
       ErrorKind::kValue, "state", {"expected a contiguous"});
   add("misaligned_state", false,
-      [](DecodeProblem& pb, DecodeParams& p, DecodeScratch& s) {
+      [](DecodeProblem& pb, DecodeParams& p, Scratch& s) {
         HostTensor& big = s.make(DType::kFloat32, {pb.state.numel() + 4});
         p.state.data = big.data() + 4;
       },
       ErrorKind::kValue, "state", {"16-byte aligned"});
   add("misaligned_q", false,
-      [](DecodeProblem& pb, DecodeParams& p, DecodeScratch& s) {
+      [](DecodeProblem& pb, DecodeParams& p, Scratch& s) {
         HostTensor& big = s.make(DType::kBFloat16, {pb.q.numel() + 8});
         p.q.data = big.data() + 2;
       },
       ErrorKind::kValue, "q", {"16-byte aligned"});
   add("device_state", false,
-      [](DecodeProblem&, DecodeParams& p, DecodeScratch&) { p.state.device = flash_kda::DeviceType::kCUDA; },
+      [](DecodeProblem&, DecodeParams& p, Scratch&) { p.state.device = flash_kda::DeviceType::kCUDA; },
       ErrorKind::kValue, "state", {"expected a tensor on the same device as q (cpu:0), got cuda:0"});
   add("device_state_indices", false,
-      [](DecodeProblem&, DecodeParams& p, DecodeScratch&) { p.state_indices.device = flash_kda::DeviceType::kCUDA; },
+      [](DecodeProblem&, DecodeParams& p, Scratch&) { p.state_indices.device = flash_kda::DeviceType::kCUDA; },
       ErrorKind::kValue, "state_indices", {"same device as q"});
-  add("lower_bound", false, [](DecodeProblem&, DecodeParams& p, DecodeScratch&) { p.lower_bound = -6; },
+  add("lower_bound", false, [](DecodeProblem&, DecodeParams& p, Scratch&) { p.lower_bound = -6; },
       ErrorKind::kValue, "lower_bound", {"expected a value in [-5, 0], got -6"});
-  add("lower_bound_positive", false, [](DecodeProblem&, DecodeParams& p, DecodeScratch&) { p.lower_bound = 0.5; },
+  add("lower_bound_positive", false, [](DecodeProblem&, DecodeParams& p, Scratch&) { p.lower_bound = 0.5; },
       ErrorKind::kValue, "lower_bound", {"got 0.5"});
-  add("scale_nan", false, [](DecodeProblem&, DecodeParams& p, DecodeScratch&) { p.scale = std::nan(""); },
+  add("scale_nan", false, [](DecodeProblem&, DecodeParams& p, Scratch&) { p.scale = std::nan(""); },
       ErrorKind::kValue, "scale", {"expected a finite number"});
-  add("out_overlaps_q", false, [](DecodeProblem&, DecodeParams& p, DecodeScratch&) { p.out.data = p.q.data; },
+  add("out_overlaps_q", false, [](DecodeProblem&, DecodeParams& p, Scratch&) { p.out.data = p.q.data; },
       ErrorKind::kValue, "out", {"must not overlap input q"});
   add("state_overlaps_v", false,
-      [](DecodeProblem& pb, DecodeParams& p, DecodeScratch&) {
+      [](DecodeProblem& pb, DecodeParams& p, Scratch&) {
         p.v = pb.state.ref();
         reshape(p.v, {3, 2, 2, 128});
         p.v.dtype = DType::kBFloat16;
@@ -551,7 +532,7 @@ TEST_P(DecodeValidationError, RefusedAndNothingWritten) {
   DecodeProblem pb(s);
   pb.state.poison();
   DecodeParams p = pb.params();
-  DecodeScratch scratch;
+  Scratch scratch;
   c.mutate(pb, p, scratch);
   const auto out_before = pb.out.snapshot(), state_before = pb.state.snapshot();
   // The oracle accepts wide dtypes and any alignment: for those cases only decode is called.

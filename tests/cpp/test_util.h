@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <random>
 #include <string>
@@ -308,6 +309,29 @@ struct Problem {
 // The float64 oracle on a problem: fp64 out and fp64 final state, fed the
 // same initial-state values the problem holds (converted exactly to fp64,
 // since the oracle, like fwd, wants both states of one dtype).
+// Extra buffers a validation test's mutation needs (a tensor of another
+// dtype, an arena); poisoned, kept alive for the call and checked for writes
+// like the rest.
+struct Scratch {
+  std::deque<HostTensor> buffers;  // deque: elements never move
+  HostTensor& make(DType dtype, std::vector<int64_t> shape) {
+    buffers.emplace_back(dtype, std::move(shape));
+    buffers.back().poison();
+    return buffers.back();
+  }
+};
+
+// Same data, other shape (row-major strides).
+inline void reshape(TensorRef& t, std::vector<int64_t> shape) {
+  t.ndim = static_cast<int>(shape.size());
+  int64_t stride = 1;
+  for (int i = t.ndim - 1; i >= 0; --i) {
+    t.shape[i] = shape[i];
+    t.strides[i] = stride;
+    stride *= shape[i];
+  }
+}
+
 struct ReferenceResult {
   HostTensor out, final_state;
 };

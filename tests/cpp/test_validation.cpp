@@ -19,17 +19,6 @@ namespace {
 using flash_kda::DeviceType;
 using flash_kda::ErrorKind;
 
-// Extra buffers a mutation needs (a tensor of another dtype, an arena);
-// poisoned, kept alive for the call and checked for writes like the rest.
-struct Scratch {
-  std::deque<HostTensor> buffers;  // deque: elements never move
-  HostTensor& make(DType dtype, std::vector<int64_t> shape) {
-    buffers.emplace_back(dtype, std::move(shape));
-    buffers.back().poison();
-    return buffers.back();
-  }
-};
-
 using Mutation = std::function<void(Problem&, FwdParams&, Scratch&)>;
 
 struct ErrorCase {
@@ -63,17 +52,6 @@ const std::vector<std::string> kTensorNames = {"q",       "k",       "v",       
                                                "beta",    "out",     "A_log",       "dt_bias",
                                                "initial_state", "final_state", "cu_seqlens"};
 bool needs_varlen(const std::string& n) { return n == "cu_seqlens"; }
-
-// Same data, other shape (row-major strides).
-void reshape(TensorRef& t, std::vector<int64_t> shape) {
-  t.ndim = static_cast<int>(shape.size());
-  int64_t stride = 1;
-  for (int i = t.ndim - 1; i >= 0; --i) {
-    t.shape[i] = shape[i];
-    t.strides[i] = stride;
-    stride *= shape[i];
-  }
-}
 
 // A poisoned buffer of the same shape in another dtype.
 void retype(TensorRef& t, DType dtype, Scratch& s) {
