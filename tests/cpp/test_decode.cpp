@@ -547,11 +547,7 @@ TEST_P(DecodeValidationError, RefusedAndNothingWritten) {
         flash_kda::reference_decode(p);
       ADD_FAILURE() << c.name << ": accepted (round " << round << ")";
     } catch (const flash_kda::Error& e) {
-      EXPECT_EQ(e.kind(), c.kind) << e.what();
-      EXPECT_EQ(e.argument(), c.argument) << e.what();
-      const std::string msg = e.what();
-      EXPECT_EQ(msg.rfind(c.argument + ": ", 0), 0u) << "message must start with the argument: " << msg;
-      for (const auto& f : c.fragments) EXPECT_NE(msg.find(f), std::string::npos) << "missing '" << f << "' in: " << msg;
+      expect_error_message(e, c.kind, c.argument, c.fragments);
     }
   }
   EXPECT_EQ(pb.out.snapshot(), out_before) << "out written by a refused call";

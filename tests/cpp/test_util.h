@@ -321,6 +321,18 @@ struct Scratch {
   }
 };
 
+// What every refused call's error must show: its kind, the argument it
+// names, a message starting with "argument: " and containing each fragment.
+inline void expect_error_message(const flash_kda::Error& e, flash_kda::ErrorKind kind, const std::string& argument,
+                                 const std::vector<std::string>& fragments) {
+  const std::string msg = e.what();
+  SCOPED_TRACE("message: " + msg);
+  EXPECT_EQ(static_cast<int>(e.kind()), static_cast<int>(kind));
+  EXPECT_EQ(e.argument(), argument);
+  EXPECT_EQ(msg.rfind(argument + ": ", 0), 0u) << "message does not start with the argument name";
+  for (const std::string& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << "missing: " << f;
+}
+
 // Same data, other shape (row-major strides).
 inline void reshape(TensorRef& t, std::vector<int64_t> shape) {
   t.ndim = static_cast<int>(shape.size());
