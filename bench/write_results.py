@@ -157,10 +157,8 @@ def sanitizer_section(log: str, steps: list) -> list:
 
 
 def bench_section(path: str) -> list:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except Exception:
+    data = _load(path)
+    if not data:
         return ["(no bench.json)"]
     sys.path.insert(0, HERE)
     try:
@@ -180,10 +178,8 @@ def bench_section(path: str) -> list:
 
 def decode_bench_section(path: str) -> list:
     """The decode benchmark (bench/bench_decode.py --json OUT/decode_bench.json)."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except Exception:
+    data = _load(path)
+    if not data:
         return ["(no decode_bench.json)"]
     sys.path.insert(0, HERE)
     try:
