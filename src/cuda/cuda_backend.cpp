@@ -150,6 +150,11 @@ DeviceGuard::~DeviceGuard() {
   if (previous_ >= 0) cudaSetDevice(previous_);
 }
 
+void require_grid_heads(int64_t heads) {
+  if (heads > 65535)
+    detail::fail(ErrorKind::kValue, "q", "q: at most 65535 heads are supported, got " + std::to_string(heads));
+}
+
 void require_device(int device) {
   const DeviceCount& dc = device_count();
   if (dc.err != cudaSuccess || device < 0 || device >= dc.count)
@@ -196,8 +201,7 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
              cudaStream_t stream) {
   const int device = params.q.device_id;
   require_device(device);
-  if (shape.heads > 65535)
-    detail::fail(ErrorKind::kValue, "q", "q: at most 65535 heads are supported, got " + std::to_string(shape.heads));
+  require_grid_heads(shape.heads);
   const int64_t row_limit = (int64_t(1) << 31) - 2 * kChunk;  // TMA row coordinates are 32-bit
   if (shape.batch * shape.tokens > row_limit)
     detail::fail(ErrorKind::kValue, "q",

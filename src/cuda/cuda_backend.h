@@ -22,6 +22,8 @@ const char* compiled_architectures();
 // visible device with kernels in this build. The device count is asked once
 // per process.
 void require_device(int device_id);
+// Refuses more heads than a grid's y dimension holds (one CTA row per head).
+void require_grid_heads(int64_t heads);
 
 // Makes `device` current for its scope and restores the caller's device.
 class DeviceGuard {

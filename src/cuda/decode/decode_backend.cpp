@@ -29,8 +29,7 @@ void decode(const DecodeParams& params, const DecodeShape& shape, void* workspac
             cudaStream_t stream) {
   const int device = params.q.device_id;
   require_device(device);  // cuda_backend.cpp: cached device count, same messages as fwd
-  if (shape.heads > 65535)
-    detail::fail(ErrorKind::kValue, "q", "q: at most 65535 heads are supported, got " + std::to_string(shape.heads));
+  require_grid_heads(shape.heads);
   if (shape.num_sequences * decode_gpu::kMaxValueBlocks >= (int64_t(1) << 31))
     detail::fail(ErrorKind::kValue, "state_indices",
                  "state_indices: too many sequences (" + std::to_string(shape.num_sequences) + ")");
