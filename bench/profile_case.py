@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Two forward calls for Nsight Compute (one launch each of the SM90 kernel):
+"""Three forward calls for Nsight Compute (one launch each of the SM90 kernel):
 
-    ncu --set full --import-source yes -k regex:kda_fwd_kernel -c 2 -o prof \\
+    ncu --set full --import-source yes -k regex:kda_fwd_kernel -c 3 -o prof \\
         python3 bench/profile_case.py
 
 1. H=96, T=8192, fp32 states, FlashKDA's gate (the first anchor case);
 2. H=32, 64 x 512 tokens, fp32 checkpoints every 64 tokens (issue #7's
-   checkpoint case), to compare its stall profile with the plain kernel's.
+   checkpoint case), to compare its stall profile with the plain kernel's;
+3. the same case without checkpoints (the plain kernel on the same work).
 
 Random inputs (never zeros). Nothing is checked here: the test suites do that.
 """
@@ -46,6 +47,8 @@ def main():
     flash_kda.fwd(q, k, v, g, beta, D ** -0.5, out, A_log=A_log, dt_bias=dt_bias, lower_bound=-5.0,
                   initial_state=h, final_state=h, cu_seqlens=cu, checkpoints=ckpt, checkpoint_offsets=offsets,
                   checkpoint_interval=64)
+    flash_kda.fwd(q, k, v, g, beta, D ** -0.5, out, A_log=A_log, dt_bias=dt_bias, lower_bound=-5.0,
+                  initial_state=h, final_state=h, cu_seqlens=cu)
     torch.cuda.synchronize()
     print("profile_case: done")
 

@@ -62,8 +62,9 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 
 // The TMA descriptor of a bf16 [rows, heads, 128] tensor (3-D, innermost
 // first: 128 channels, heads, rows) with boxes of 16 rows x 1 head x `cols`
-// channels; reads past the last row return zeros.
-void encode_token_map(CUtensorMap* map, const void* data, int64_t rows, int64_t heads, int cols, const char* name) {
+// channels, stored with `swizzle`; reads past the last row return zeros.
+void encode_token_map(CUtensorMap* map, const void* data, int64_t rows, int64_t heads, int cols, const char* name,
+                      CUtensorMapSwizzle swizzle = CU_TENSOR_MAP_SWIZZLE_NONE) {
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr)
     detail::fail(ErrorKind::kRuntime, name, "flash_kda: the CUDA driver does not provide cuTensorMapEncodeTiled");
@@ -72,7 +73,7 @@ void encode_token_map(CUtensorMap* map, const void* data, int64_t rows, int64_t 
   const cuuint32_t box[3] = {cuuint32_t(cols), 1, cuuint32_t(kChunk)};
   const cuuint32_t element_strides[3] = {1, 1, 1};
   const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(data), dims, strides, box,
-                            element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                            element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS)
     detail::fail(ErrorKind::kRuntime, name,
@@ -282,7 +283,10 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
     encode_token_map(&k.tmap_q, k.q, k.total_rows, shape.heads, kHeadDim, "q");
     encode_token_map(&k.tmap_k, k.k, k.total_rows, shape.heads, kHeadDim, "k");
     if (params.g.dtype == DType::kBFloat16) encode_token_map(&k.tmap_g, k.g, k.total_rows, shape.heads, kHeadDim, "g");
-    encode_token_map(&k.tmap_v, k.v, k.total_rows, shape.heads, bv, "v");
+    // v: boxes of 64 columns (128-byte rows) with the 128-byte swizzle, or one
+    // of 32 with the 64-byte swizzle (SharedStorage::raw_v_index reads them).
+    encode_token_map(&k.tmap_v, k.v, k.total_rows, shape.heads, bv >= 64 ? 64 : bv, "v",
+                     bv >= 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B);
   }
 
   const bool unbounded = k.gate_kind != sm90::GateKind::kLowerBound;

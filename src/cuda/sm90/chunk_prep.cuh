@@ -225,7 +225,11 @@ struct ChunkPrep {
     if (lane != 0) return;
     uint64_t* bar = &s.raw_v_full[stage];
     Barrier::arrive_and_expect_tx(bar, uint32_t(kChunk * kBV * sizeof(bf16)));
-    tma_load_3d(s.raw[stage].v, &p.tmap_v, bar, w.vblock * kBV, w.head, int(w.row0 + int64_t(c) * kChunk));
+    constexpr int kBox = Smem::kRawVBoxCols;
+#pragma unroll
+    for (int b = 0; b < kBV / kBox; ++b)
+      tma_load_3d(&s.raw[stage].v[b * kChunk * kBox], &p.tmap_v, bar, w.vblock * kBV + b * kBox, w.head,
+                  int(w.row0 + int64_t(c) * kChunk));
   }
 
   // beta logit of chunk c's token `lane` (lanes >= 16 or past the end: 0).
@@ -425,8 +429,11 @@ struct ChunkPrep {
       wait_barrier(&s.raw_v_full[stage], phase);
       if (valid < kChunk) {  // tail: rows past the end hold the next sequence's tokens; make them exact zeros
         if (half == 0) {
-          for (int idx = lane; idx < (kChunk - valid) * kBV / 8; idx += 32)
-            reinterpret_cast<uint4*>(&raw.v[valid * kBV])[idx] = make_uint4(0, 0, 0, 0);
+          // rows valid..15 of each box (the swizzle moves chunks within a row only)
+          constexpr int kBox = Smem::kRawVBoxCols;
+          for (int b = 0; b < kBV / kBox; ++b)
+            for (int idx = lane; idx < (kChunk - valid) * kBox / 8; idx += 32)
+              reinterpret_cast<uint4*>(&raw.v[b * kChunk * kBox + valid * kBox])[idx] = make_uint4(0, 0, 0, 0);
         }
         sync_pair();  // (the pair takes this branch together: valid is uniform)
       }
@@ -435,20 +442,20 @@ struct ChunkPrep {
         uint32_t b_hi[4], b_lo[4];
         ldsm_x4(&scr.solve.invb.hi[swz16(br.row, br.col)], b_hi);
         ldsm_x4(&scr.solve.invb.lo[swz16(br.row, br.col)], b_lo);
+        const int v_lane = Smem::raw_v_lane(br.row, br.col);
 #pragma unroll
         for (int mth = 0; mth < kVTiles / 2; ++mth) {
           const int mt = half * (kVTiles / 2) + mth;
           FragA a_v;
-          ldsm_x4_trans(&raw.v[br.row * kBV + 16 * mt + br.col], a_v.x);
+          ldsm_x4_trans(&raw.v[Smem::raw_v_tile(v_lane, mt)], a_v.x);
           FragC u[2];
 #pragma unroll
           for (int n = 0; n < 2; ++n) {
             mma(u[n], a_v, FragB{{b_hi[2 * n], b_hi[2 * n + 1]}});
             mma(u[n], a_v, FragB{{b_lo[2 * n], b_lo[2 * n + 1]}});
           }
-          float4* dst = reinterpret_cast<float4*>(out.u0[mt][lane]);
-          dst[0] = make_float4(u[0].x[0], u[0].x[1], u[0].x[2], u[0].x[3]);
-          dst[1] = make_float4(u[1].x[0], u[1].x[1], u[1].x[2], u[1].x[3]);
+          out.u0[mt][0][lane] = make_float4(u[0].x[0], u[0].x[1], u[0].x[2], u[0].x[3]);
+          out.u0[mt][1][lane] = make_float4(u[1].x[0], u[1].x[1], u[1].x[2], u[1].x[3]);
         }
       }
 

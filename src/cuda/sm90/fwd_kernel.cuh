@@ -30,7 +30,7 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
     kda_fwd_kernel(const __grid_constant__ FwdKernelParams params) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   using Traits = FwdKernelTraits<kBV>;
-  extern __shared__ __align__(128) unsigned char smem_bytes[];
+  extern __shared__ __align__(1024) unsigned char smem_bytes[];  // 1024: raw v's 128-byte TMA swizzle
   auto& smem = *reinterpret_cast<SharedStorage<kBV>*>(smem_bytes);
 
   WorkItem item;

@@ -97,8 +97,7 @@ struct Recurrence {
     // Uᵀ = U0ᵀ − S·Wᵀ, then as bf16 A operands (k = tokens): hi for the
     // state update, hi + lo for the output (the intra-chunk term has no
     // fp32 state path to dilute its rounding).
-    const float4* u0_slice = reinterpret_cast<const float4*>(in.u0[warp][lane]);
-    const float4 u0a = u0_slice[0], u0b = u0_slice[1];
+    const float4 u0a = in.u0[warp][0][lane], u0b = in.u0[warp][1][lane];
     const float u[8] = {u0a.x - pw[0].x[0], u0a.y - pw[0].x[1], u0a.z - pw[0].x[2], u0a.w - pw[0].x[3],
                         u0b.x - pw[1].x[0], u0b.y - pw[1].x[1], u0b.z - pw[1].x[2], u0b.w - pw[1].x[3]};
     FragA ua, ua_lo;

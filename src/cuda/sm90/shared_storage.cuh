@@ -24,8 +24,13 @@ struct SharedStorage {
     bf16 q[kChunk * kDim];   // linear rows: bulk-copy destinations
     bf16 k[kChunk * kDim];
     bf16 g[kChunk * kDim];
+    // v: TMA boxes of kRawVBoxCols columns with the copy engine's 128-byte
+    // (64-byte at kBV = 32) swizzle, so that the ldmatrix.trans of 8 rows hits
+    // 8 different bank groups (linear rows 256 bytes apart were 8-way
+    // conflicts); read through raw_v_index. Needs the storage 1024-byte aligned.
     bf16 v[kChunk * kBV];
   };
+  static constexpr int kRawVBoxCols = kBV >= 64 ? 64 : kBV;
   struct Scratch {
     bf16 kd[kChunk * kDim];  // swizzled (swz128)
     union {
@@ -52,10 +57,28 @@ struct SharedStorage {
     bf16 mqk[kChunk * kChunk];       // Mqk = mqk + mqk_lo (bf16 hi/lo), swz16, lower triangle with diagonal
     bf16 mqk_lo[kChunk * kChunk];
     float decay[kDim];               // 2^Γ per key channel
-    // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in mma-fragment order; recurrence warp w then
-    // reuses its own slice u0[w] to stage its output tile.
-    float u0[kVTiles][32][8];
+    // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in mma-fragment order: u0[tile][n][lane] holds
+    // lane's accumulator of n-tile n, so a warp's 16-byte accesses are 512
+    // contiguous bytes (no bank conflicts). Recurrence warp w then reuses its
+    // own slice u0[w] (1 KB) to stage its output tile.
+    float4 u0[kVTiles][2][32];
   };
+
+  // Element index of raw v's (row r, column c) in the swizzled layout, for
+  // c = 16 * tile + c0 (c0 in {0, 8}: one 16-byte chunk of a row) in two
+  // steps: raw_v_lane(r, c0) once per lane, raw_v_tile(lane, tile) per tile
+  // (an XOR with a constant: the swizzle XORs the chunk bits only).
+  __device__ static int raw_v_lane(int r, int c0) {
+    if constexpr (kBV >= 64) {  // 128-byte rows: chunk ^= r mod 8
+      return r * 64 + (((c0 / 8) ^ (r & 7)) * 8);
+    } else {  // 64-byte rows: chunk ^= (r / 2) mod 4
+      return r * 32 + (((c0 / 8) ^ ((r >> 1) & 3)) * 8);
+    }
+  }
+  __device__ static int raw_v_tile(int lane_index, int tile) {
+    constexpr int kTilesPerBox = kRawVBoxCols / 16;
+    return (tile / kTilesPerBox) * (kChunk * kRawVBoxCols) + (lane_index ^ ((tile % kTilesPerBox) * 16));
+  }
 
   Raw raw[kStages];
   Scratch scratch[kStages];

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Table of a before/after benchmark (bench/ab_bench.sh): for each case, the
+median over rounds of ours_ms per side, and current / base.
+
+    python3 bench/ab_compare.py base=a0.json current=b0.json base=a1.json ...
+"""
+import json
+import statistics
+import sys
+
+
+def main(argv):
+    times: dict[str, dict[str, list[float]]] = {}
+    order: list[str] = []
+    build: dict[str, str] = {}
+    for arg in argv:
+        side, _, path = arg.partition("=")
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            print(f"{path}: {e}", file=sys.stderr)
+            continue
+        build[side] = str(data.get("flash_kda_build", ""))
+        for case in data.get("cases", []):
+            if case.get("ours_ms") is None:
+                continue
+            if case["name"] not in order:
+                order.append(case["name"])
+            times.setdefault(case["name"], {}).setdefault(side, []).append(case["ours_ms"])
+    print("| case | base ms | current ms | current / base | rounds |")
+    print("|---|---:|---:|---:|---:|")
+    for name in order:
+        t = times[name]
+        if "base" not in t or "current" not in t:
+            continue
+        a, b = statistics.median(t["base"]), statistics.median(t["current"])
+        print(f"| {name} | {a:.3f} | {b:.3f} | {b / a:.3f} | {len(t['base'])}/{len(t['current'])} |")
+    for side, info in build.items():
+        print(f"\n{side}: {info}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
