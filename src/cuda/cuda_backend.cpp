@@ -192,10 +192,122 @@ static int value_block_width(int64_t items, int sm_count) {
   return items * 4 <= sm_count ? 32 : 64;
 }
 
+// Context parallelism inside one GPU, for few (sequence, head) pairs and long
+// sequences, where one CTA chain per head (~2 us per 16-token chunk) leaves
+// most SMs idle and the chain's length sets the time. Each sequence is cut
+// into P segments; then, on the same stream:
+//   1. segments 0..P-2 from zero (segment 0 from the initial state) -> R_j,
+//      and segments 1..P-2 from the identity with v = 0 -> M_j (the
+//      transition: a segment maps a start state S to S·M_j + R_j); no output;
+//   2. S_{j+1} = S_j·M_j + R_j, sequentially per (sequence, head)
+//      (segment_combine.cu, microseconds);
+//   3. all segments from their S_j, writing out (and the last one final_state).
+// About 3x the chunk work of one pass, spread over P x more CTAs. Fixed-length
+// calls only (the segment bounds come from T, no device sync); no state
+// pools or checkpoints. Workspace: two fp32 state arrays [N * P, H, 128, 128].
+// FLASH_KDA_SEGMENTS=P forces P (1 = off; tests), else the plan below.
+struct SegmentPlan {
+  int segments = 0;    // P; 0 = one pass
+  int64_t length = 0;  // tokens per segment (a multiple of 64)
+};
+
+constexpr int64_t kMaxSegmentedPairs = 16;          // N x H up to this: bv32 CTAs fill <= 64 SMs
+constexpr int64_t kMinSegmentedTokens = 16384;      // shorter chains gain too little
+constexpr int64_t kMinSegmentTokens = 2048;         // a segment's own chain must dwarf the combine
+
+SegmentPlan segment_plan(const FwdParams& params, const FwdShape& shape, int sm_count) {
+  SegmentPlan plan;
+  if (shape.varlen || params.state_indices.present() || params.checkpoints.present() || shape.tokens < 2)
+    return plan;
+  const int64_t pairs = shape.num_sequences * shape.heads;
+  int64_t p = 1;
+  if (const char* forced = std::getenv("FLASH_KDA_SEGMENTS")) {
+    p = std::max<int64_t>(1, std::atoll(forced));
+  } else {
+    if (pairs > kMaxSegmentedPairs || shape.tokens < kMinSegmentedTokens) return plan;
+    // The largest power of two whose first pass (2P - 3 segment runs per pair)
+    // fits in two waves of one CTA per SM.
+    while (pairs * (4 * p - 3) <= 2 * int64_t(sm_count) && shape.tokens / (2 * p) >= kMinSegmentTokens) p *= 2;
+  }
+  p = std::min<int64_t>(p, (shape.tokens + kChunk - 1) / kChunk);
+  if (p < 2) return plan;
+  const int64_t unit = 64;
+  plan.length = ((shape.tokens + p - 1) / p + unit - 1) / unit * unit;
+  plan.segments = int((shape.tokens + plan.length - 1) / plan.length);
+  if (plan.segments < 2) return SegmentPlan{};
+  return plan;
+}
+
+size_t segment_workspace_bytes(const SegmentPlan& plan, const FwdShape& shape) {
+  if (plan.segments == 0) return 0;
+  return 2 * size_t(shape.num_sequences) * size_t(plan.segments) * size_t(shape.heads) * kHeadDim * kHeadDim *
+         sizeof(float);
+}
+
+// Encodes v's tensor map for value-block width bv and launches the kernel.
+void launch_kernel(sm90::FwdKernelParams k, int bv, int device, cudaStream_t stream) {
+  k.num_vblocks = kHeadDim / bv;
+  // v: boxes of 64 columns (128-byte rows) with the 128-byte swizzle, or one
+  // of 32 with the 64-byte swizzle (SharedStorage::raw_v_lane reads them).
+  if (k.total_rows > 0)
+    encode_token_map(&k.tmap_v, k.v, k.total_rows, k.heads, bv >= 64 ? 64 : bv, "v",
+                     bv >= 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B);
+  const bool unbounded = k.gate_kind != sm90::GateKind::kLowerBound;
+  const bool checkpoints = k.checkpoint_chunks > 0;
+  cudaError_t err;
+  switch (bv) {
+    case 32: err = sm90::launch_fwd_variant<32>(k, unbounded, checkpoints, device, stream); break;
+    case 64: err = sm90::launch_fwd_variant<64>(k, unbounded, checkpoints, device, stream); break;
+    default: err = sm90::launch_fwd_variant<128>(k, unbounded, checkpoints, device, stream); break;
+  }
+  if (err != cudaSuccess) fail_cuda(err, "launching the SM90 forward kernel");
+}
+
+// The three passes of the plan above; `states` is the (16-byte aligned) workspace.
+void forward_segmented(const sm90::FwdKernelParams& base, const SegmentPlan& plan, const FwdShape& shape,
+                       float* states, int sm_count, int device, cudaStream_t stream) {
+  const int P = plan.segments;
+  const int64_t n = shape.num_sequences;
+  float* transitions = states + n * P * shape.heads * kHeadDim * kHeadDim;
+  auto run = [&](sm90::FwdKernelParams k, int first, int count) {
+    k.segments = P;
+    k.segment_first = first;
+    k.segment_count = count;
+    k.segment_len = plan.length;
+    k.num_sequences = int(n * count);
+    launch_kernel(k, value_block_width(n * count * shape.heads, sm_count), device, stream);
+  };
+  sm90::FwdKernelParams r = base;  // 1a. R_j (and segment 0's initial state into slot 0)
+  r.skip_output = true;
+  r.segment_final = states;
+  run(r, 0, P - 1);
+  if (P >= 3) {
+    sm90::FwdKernelParams m = base;  // 1b. M_j
+    m.identity_start = m.zero_values = m.skip_output = true;
+    m.segment_final = transitions;
+    run(m, 1, P - 2);
+    const cudaError_t err = sm90::launch_segment_combine(states, transitions, n, int(shape.heads), P, stream);
+    if (err != cudaSuccess) fail_cuda(err, "launching the segment combine");  // 2.
+  }
+  sm90::FwdKernelParams o = base;  // 3. outputs
+  o.segment_initial = states;
+  run(o, 0, P);
+}
+
 size_t workspace_size(const FwdParams& params, const FwdShape& shape) {
-  if (!needs_device_check(params, shape)) return 0;
-  const sm90::DeviceCheck c = device_check_bounds(params);
-  return kStatusBytes + size_t(c.read_words + c.write_words) * sizeof(uint32_t);
+  size_t bytes = 0;
+  if (needs_device_check(params, shape)) {
+    const sm90::DeviceCheck c = device_check_bounds(params);
+    bytes = kStatusBytes + size_t(c.read_words + c.write_words) * sizeof(uint32_t);
+  }
+  const int device = params.q.device_id;
+  if (params.q.device == DeviceType::kCUDA && available(device)) {
+    // Segments only in fixed-length calls, which need no check words: the
+    // segment states start at the workspace's start.
+    const size_t segment_bytes = segment_workspace_bytes(segment_plan(params, shape, device_info(device).sm_count), shape);
+    if (segment_bytes > 0) bytes = std::max(bytes, segment_bytes);
+  }
+  return bytes;
 }
 
 void forward(const FwdParams& params, const FwdShape& shape, void* workspace, size_t,
@@ -274,30 +386,21 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
     k.status = check.status;
   }
 
-  const int bv = value_block_width(shape.num_sequences * shape.heads, device_info(device).sm_count);
-  k.num_vblocks = kHeadDim / bv;
-
   // The kernel loads a chunk's token rows with one TMA instruction per
   // tensor; a row coordinate is a 32-bit integer. No rows: nothing is loaded.
   if (k.total_rows > 0) {
     encode_token_map(&k.tmap_q, k.q, k.total_rows, shape.heads, kHeadDim, "q");
     encode_token_map(&k.tmap_k, k.k, k.total_rows, shape.heads, kHeadDim, "k");
     if (params.g.dtype == DType::kBFloat16) encode_token_map(&k.tmap_g, k.g, k.total_rows, shape.heads, kHeadDim, "g");
-    // v: boxes of 64 columns (128-byte rows) with the 128-byte swizzle, or one
-    // of 32 with the 64-byte swizzle (SharedStorage::raw_v_index reads them).
-    encode_token_map(&k.tmap_v, k.v, k.total_rows, shape.heads, bv >= 64 ? 64 : bv, "v",
-                     bv >= 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B);
   }
 
-  const bool unbounded = k.gate_kind != sm90::GateKind::kLowerBound;
-  const bool checkpoints = k.checkpoint_chunks > 0;
-  cudaError_t err;
-  switch (bv) {
-    case 32: err = sm90::launch_fwd_variant<32>(k, unbounded, checkpoints, device, stream); break;
-    case 64: err = sm90::launch_fwd_variant<64>(k, unbounded, checkpoints, device, stream); break;
-    default: err = sm90::launch_fwd_variant<128>(k, unbounded, checkpoints, device, stream); break;
+  const int sm_count = device_info(device).sm_count;
+  const SegmentPlan plan = segment_plan(params, shape, sm_count);
+  if (plan.segments > 0 && reinterpret_cast<uintptr_t>(workspace) % 16 == 0) {
+    forward_segmented(k, plan, shape, static_cast<float*>(workspace), sm_count, device, stream);
+    return;
   }
-  if (err != cudaSuccess) fail_cuda(err, "launching the SM90 forward kernel");
+  launch_kernel(k, value_block_width(shape.num_sequences * shape.heads, sm_count), device, stream);
 }
 
 const char* compiled_architectures() { return FLASH_KDA_CUDA_ARCHS_STRING; }

@@ -1,62 +1,69 @@
-// The decode kernel: one CTA per (sequence, head, block of 32 (fp32 pool) or
-// 64 (bf16 pool) value rows).
+// The decode kernel: one CTA per (sequence, head, block of kPasses x 32
+// (fp32 pool) or kPasses x 64 (bf16 pool) value rows), kPasses = 2 when the
+// grid still fills the SMs with it, else 1.
 //
 //   1. read the status word (or, N <= kFusedCheckMaxSequences, issue this CTA's own check of all
 //      the indices: the fused path, no check kernel), the sequence's pool
 //      slot and token range;
-//   2. issue the loads of this CTA's state rows into registers (fp32):
-//      fp32 pools 32 rows, 8 threads per 128-wide row; bf16 pools 64 rows,
-//      4 threads per row; either way 4 16-byte vectors per thread;
+//   2. one thread issues the bulk copies of this CTA's state rows (contiguous
+//      in the pool) into shared memory, one per pass, each on its own mbarrier;
 //   3. meanwhile warp w prepares token w (t <= 8 warps): L2-normalised q
 //      (times scale) and k, per-channel decay exp2(gate_scale * sigmoid(
 //      exp(A_log) (g + dt_bias))), sigmoid(beta) and the v entries of these
 //      rows, into shared memory;
-//   4. per token, per row: S *= decay; S += b (v - S k) k^T; o = S q, with
-//      the two dot products (S k and S q, before the rank-1 update: o = S_d q
-//      + delta (k . q)) reduced over the row's lanes by shuffles;
+//   4. per pass, once its copy landed: each thread reads its part of a row
+//      into registers (fp32 pools 32 rows, 8 threads per 128-wide row; bf16
+//      pools 64 rows, 4 threads per row), then per token: S *= decay;
+//      S += b (v - S k) k^T; o = S q, with the two dot products (S k and S q,
+//      before the rank-1 update: o = S_d q + delta (k . q)) reduced over the
+//      row's lanes by shuffles; the rows go straight back to the pool in
+//      their dtype (16-byte stores);
 //   (fused path: the check's verdict is known after step 3; a poisoned call
 //    or slot then skips 4 and 5 as on the two-kernel path)
-//   5. store the state rows back in their dtype and the outputs (bf16).
+//   5. store the outputs (bf16) of all the CTA's rows, coalesced.
 //
 // The work is memory-bound on the state (t = 1: 64 KiB read + written per
 // fp32 head state against ~1.3 KiB of token data), so the kernel is built
-// around keeping many 16-byte state loads in flight per SM: few registers,
-// no shared-memory staging of the state, the prologue overlapping the loads.
+// around the bytes in flight per SM. Loads into registers bound them by the
+// registers a thread can hold until the data lands (4 CTAs x 16 KiB per SM);
+// the copy engine writes shared memory instead, so with 2 passes a CTA has
+// 32 KiB in flight from its first instructions, the prologue and pass 0
+// overlapping the rest of the copy.
 #pragma once
+
+#include <atomic>
 
 #include "cuda/decode/decode_device_utils.cuh"
 
 namespace flash_kda::decode_gpu {
 
-// How a thread's kValuesPerThread values of a state row are stored in
-// memory: kVectors 16-byte vectors of kQuads * 4 columns; vector j of thread
-// `sub` starts at column (j * kLanesPerRow + sub) * kQuads * 4, so the threads
-// of a row read contiguous bytes (fp32: 8 x 16 = 128, bf16: 4 x 16 = 64) per
-// instruction.
+// How a thread's kValuesPerThread values of a state row lie in the row
+// (shared-memory copy and pool alike): kVectors 16-byte vectors of kQuads * 4
+// columns; vector j of thread `sub` starts at column (j * kLanesPerRow + sub)
+// * kQuads * 4, so the threads of a row touch contiguous bytes (fp32: 8 x 16
+// = 128, bf16: 4 x 16 = 64) per instruction: conflict-free shared-memory
+// reads, whole sectors in the global stores.
 template <StateType kState>
 struct StateRowIo;
 
 template <>
 struct StateRowIo<StateType::kFloat32> : Fp32Layout {
-  // 4 x 256 threads at <= 64 registers: 1024 x 64 bytes of loads in flight per SM.
+  // 4 x 256 threads at <= 64 registers; with 2 passes 4 x 32 KiB of state in
+  // flight per SM (4 x ~49 KiB of shared memory).
   static constexpr int kMinCtasPerSm = 4;
   static constexpr int kQuads = 1;    // 4 floats per 16-byte vector
   static constexpr int kVectors = 4;
   using Element = float;
-  // load: the raw 16-byte vectors (issued early, held across the prologue);
-  // unpack: to the fp32 values the recurrence works on.
-  using Raw = float4;
-  __device__ __forceinline__ static void load(const float* row, int sub, Raw (&raw)[kVectors]) {
-#pragma unroll
-    for (int j = 0; j < kVectors; ++j) raw[j] = reinterpret_cast<const float4*>(row)[j * kLanesPerRow + sub];
-  }
-  __device__ __forceinline__ static void unpack(const Raw (&raw)[kVectors], float (&s)[kValuesPerThread]) {
+  // A quarter-warp (8 lanes) is one row: 128 contiguous bytes, all banks once.
+  __device__ __forceinline__ static void read(const float* row, int sub, int /*row_local*/,
+                                              float (&s)[kValuesPerThread]) {
 #pragma unroll
     for (int j = 0; j < kVectors; ++j) {
-      s[4 * j] = raw[j].x;
-      s[4 * j + 1] = raw[j].y;
-      s[4 * j + 2] = raw[j].z;
-      s[4 * j + 3] = raw[j].w;
+      const float4 x = reinterpret_cast<const float4*>(row)[j * kLanesPerRow + sub];
+      s[4 * j] = x.x;
+      s[4 * j + 1] = x.y;
+      s[4 * j + 2] = x.z;
+      s[4 * j + 3] = x.w;
     }
   }
   __device__ __forceinline__ static void store(float* row, int sub, const float (&s)[kValuesPerThread]) {
@@ -69,23 +76,32 @@ struct StateRowIo<StateType::kFloat32> : Fp32Layout {
 
 template <>
 struct StateRowIo<StateType::kBFloat16> : Bf16Layout {
-  // 3 x 256 threads at <= 80 registers (unbounded ptxas takes ~116, 2 CTAs
-  // per SM; 64 spills): 768 x 64 bytes in flight per SM, 1.5x the 8-lane
-  // layout's 1024 x 32. No spills at 80 needs the recurrence's shape below
-  // (o = S_d q + delta (q . k), k reloaded in the second pass).
+  // 3 x 256 threads at <= 80 registers (unbounded ptxas takes more and
+  // spills at 64); with 2 passes 3 x 32 KiB of state in flight per SM. No
+  // spills at 80 needs the recurrence's shape (o = S_d q + delta (q . k), k
+  // reloaded in the second pass).
   static constexpr int kMinCtasPerSm = 3;
   static constexpr int kQuads = 2;    // 8 bf16 per 16-byte vector
   static constexpr int kVectors = 4;
   using Element = bf16;
-  using Raw = uint4;
-  __device__ __forceinline__ static void load(const bf16* row, int sub, Raw (&raw)[kVectors]) {
+  // A quarter-warp is rows 2m and 2m + 1, 256 bytes (0 mod 128) apart, so the
+  // same vector of both would hit the same banks: the odd row reads its
+  // vectors in the order j ^ 1 (the two rows then fill opposite halves of the
+  // banks) and selects put them back in column order.
+  __device__ __forceinline__ static void read(const bf16* row, int sub, int row_local,
+                                              float (&s)[kValuesPerThread]) {
+    const int odd = row_local & 1;
+    // (j ^ odd) * kLanesPerRow = j * kLanesPerRow +- odd * kLanesPerRow: two
+    // base addresses and immediate offsets.
+    const uint4* vectors = reinterpret_cast<const uint4*>(row) + sub;
+    const int swap = odd * kLanesPerRow;
+    uint4 raw[kVectors];
 #pragma unroll
-    for (int j = 0; j < kVectors; ++j) raw[j] = reinterpret_cast<const uint4*>(row)[j * kLanesPerRow + sub];
-  }
-  __device__ __forceinline__ static void unpack(const Raw (&raw)[kVectors], float (&s)[kValuesPerThread]) {
+    for (int j = 0; j < kVectors; ++j) raw[j] = vectors[j * kLanesPerRow + (j % 2 == 0 ? swap : -swap)];
 #pragma unroll
     for (int j = 0; j < kVectors; ++j) {
-      const uint32_t w[4] = {raw[j].x, raw[j].y, raw[j].z, raw[j].w};
+      const uint4 x = odd ? raw[j ^ 1] : raw[j];
+      const uint32_t w[4] = {x.x, x.y, x.z, x.w};
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[e]));
@@ -120,24 +136,24 @@ __device__ __forceinline__ float4 lds_f32x4(const float4* ptr) {
 }
 
 // Per-token vectors of the CTA's (sequence, head), prepared by the prologue.
-template <int kRowsPerCta>
+template <int kCtaRows>
 struct TokenStorage {
   float4 q[kMaxDecodeTokens][kHeadDim / 4];      // scale * q / ||q||
   float4 k[kMaxDecodeTokens][kHeadDim / 4];      // k / ||k||
   float4 decay[kMaxDecodeTokens][kHeadDim / 4];  // exp(gate), per key channel
   float b[kMaxDecodeTokens];                     // sigmoid(beta)
   float qk[kMaxDecodeTokens];                    // (scale * q / ||q||) . (k / ||k||)
-  float v[kMaxDecodeTokens][kRowsPerCta];        // v entries of this CTA's rows
-  float o[kMaxDecodeTokens][kRowsPerCta];        // outputs of this CTA's rows
+  float v[kMaxDecodeTokens][kCtaRows];           // v entries of this CTA's rows
+  float o[kMaxDecodeTokens][kCtaRows];           // outputs of this CTA's rows
 };
 
 // Fills `value` into this CTA's rows of out for tokens [begin, begin + len).
-template <int kRowsPerCta>
+template <int kCtaRows>
 __device__ __forceinline__ void fill_out_rows(const DecodeKernelParams& p, int64_t begin, int len,
                                               int head, int vblock, float value) {
-  for (int x = threadIdx.x; x < len * kRowsPerCta; x += kThreads) {
-    const int64_t token = begin + x / kRowsPerCta;
-    const int64_t e = (token * p.heads + head) * kHeadDim + vblock * kRowsPerCta + x % kRowsPerCta;
+  for (int x = threadIdx.x; x < len * kCtaRows; x += kThreads) {
+    const int64_t token = begin + x / kCtaRows;
+    const int64_t e = (token * p.heads + head) * kHeadDim + vblock * kCtaRows + x % kCtaRows;
     static_cast<bf16*>(p.out)[e] = __float2bfloat16_rn(value);
   }
 }
@@ -153,8 +169,8 @@ __device__ __forceinline__ void poison_all_out(const DecodeKernelParams& p) {
 }
 
 // Warp `token` of the CTA prepares that token's vectors (lane: channels 4l..4l+3).
-template <int kRowsPerCta>
-__device__ __forceinline__ void prepare_token(const DecodeKernelParams& p, TokenStorage<kRowsPerCta>& ts, int token,
+template <int kCtaRows>
+__device__ __forceinline__ void prepare_token(const DecodeKernelParams& p, TokenStorage<kCtaRows>& ts, int token,
                                               int64_t row, int head, int vblock, int lane) {
   const int64_t base = (row * p.heads + head) * kHeadDim + 4 * lane;
   const float4 q = load_bf16x4(p.q, base);
@@ -180,8 +196,8 @@ __device__ __forceinline__ void prepare_token(const DecodeKernelParams& p, Token
     ts.qk[token] = qk;
   }
 #pragma unroll
-  for (int r = lane; r < kRowsPerCta; r += 32)
-    ts.v[token][r] = load_bf16(p.v, (row * p.heads + head) * kHeadDim + vblock * kRowsPerCta + r);
+  for (int r = lane; r < kCtaRows; r += 32)
+    ts.v[token][r] = load_bf16(p.v, (row * p.heads + head) * kHeadDim + vblock * kCtaRows + r);
 }
 
 // The fused path's check (p.fused_check, N <= kFusedCheckMaxSequences): every
@@ -251,19 +267,87 @@ __device__ __forceinline__ int32_t check_finish(const DecodeKernelParams& p, Che
   return cs.bits;
 }
 
+// The recurrence over the sequence's tokens on one state row, this thread's
+// kValuesPerThread values of it in registers; token i's output of the row
+// goes to ts.o[i][row].
+// With S_d = decayed S: o = q S_new = q S_d + delta (q . k), so the output's
+// dot product joins the first pass (both reductions in one round of
+// shuffles) and the second pass only adds delta k: q is never held across
+// the reduction (the 32-value bf16 layout would otherwise spill).
+template <class Io, int kCtaRows>
+__device__ __forceinline__ void update_row(TokenStorage<kCtaRows>& ts, int len, int row, int sub,
+                                           float (&s)[Io::kValuesPerThread]) {
+  constexpr int kLanesPerRow = Io::kLanesPerRow;
+  for (int i = 0; i < len; ++i) {
+    float sk = 0.f, sq = 0.f;
+#pragma unroll
+    for (int j = 0; j < Io::kVectors; ++j)
+#pragma unroll
+      for (int c = 0; c < Io::kQuads; ++c) {
+        const int quad = (j * kLanesPerRow + sub) * Io::kQuads + c;
+        const float4 d = ts.decay[i][quad], k = ts.k[i][quad], q = ts.q[i][quad];
+        float* x = &s[(j * Io::kQuads + c) * 4];
+        x[0] *= d.x;
+        x[1] *= d.y;
+        x[2] *= d.z;
+        x[3] *= d.w;
+        sk += x[0] * k.x + x[1] * k.y + x[2] * k.z + x[3] * k.w;
+        sq += x[0] * q.x + x[1] * q.y + x[2] * q.z + x[3] * q.w;
+      }
+    sk = row_sum<kLanesPerRow>(sk);
+    sq = row_sum<kLanesPerRow>(sq);
+    const float delta = ts.b[i] * (ts.v[i][row] - sk);
+#pragma unroll
+    for (int j = 0; j < Io::kVectors; ++j)
+#pragma unroll
+      for (int c = 0; c < Io::kQuads; ++c) {
+        const int quad = (j * kLanesPerRow + sub) * Io::kQuads + c;
+        float4 k;
+        if constexpr (Io::kValuesPerThread > 16) {
+          k = lds_f32x4(&ts.k[i][quad]);
+        } else {
+          k = ts.k[i][quad];
+        }
+        float* x = &s[(j * Io::kQuads + c) * 4];
+        x[0] += delta * k.x;
+        x[1] += delta * k.y;
+        x[2] += delta * k.z;
+        x[3] += delta * k.w;
+      }
+    // The row's lanes hold bitwise-equal sums (each butterfly step adds the
+    // same two values in either order), so all of them store the output: no
+    // lane predicate held across the loop (the fp32 kernels would spill at 64
+    // registers).
+    ts.o[i][row] = sq + delta * ts.qk[i];
+  }
+}
+
+// Bytes of one pass's state rows (one bulk copy); of all passes: the
+// kernel's dynamic shared memory.
 template <StateType kState>
+inline constexpr uint32_t kPassBytes =
+    uint32_t(StateRowIo<kState>::kRowsPerPass * kHeadDim * sizeof(typename StateRowIo<kState>::Element));
+
+template <StateType kState, int kPasses>
 __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
     kda_decode_kernel(const DecodeKernelParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   using Io = StateRowIo<kState>;
-  constexpr int kRowsPerCta = Io::kRowsPerCta, kLanesPerRow = Io::kLanesPerRow;
-  constexpr int kValueBlocks = Io::kValueBlocks;
-  static_assert(Io::kVectors * Io::kQuads * 4 == Io::kValuesPerThread, "a thread's values, all loaded");
-  static_assert(kRowsPerCta % 32 == 0, "prepare_token loads whole warps of v entries");
-  __shared__ TokenStorage<kRowsPerCta> ts;
+  using Element = typename Io::Element;
+  constexpr int kRowsPerPass = Io::kRowsPerPass, kLanesPerRow = Io::kLanesPerRow;
+  constexpr int kCtaRows = kPasses * kRowsPerPass;
+  constexpr int kBlocks = kValueBlocks<Io, kPasses>;
+  static_assert(Io::kVectors * Io::kQuads * 4 == Io::kValuesPerThread, "a thread's values, all read");
+  static_assert(kRowsPerPass % 32 == 0, "prepare_token loads whole warps of v entries");
+  static_assert(kPassBytes<kState> % 16 == 0, "bulk copies move multiples of 16 bytes");
+  __shared__ TokenStorage<kCtaRows> ts;
   __shared__ CheckStorage cs;
+  __shared__ uint64_t state_full[kPasses];  // pass i's bulk copy landed
+  extern __shared__ __align__(128) unsigned char state_bytes[];
+  auto* state_rows = reinterpret_cast<Element*>(state_bytes);  // [kCtaRows][kHeadDim]
 
-  const int vblock = int(blockIdx.x % unsigned(kValueBlocks));
-  const int64_t sequence = blockIdx.x / unsigned(kValueBlocks);
+  const int vblock = int(blockIdx.x % unsigned(kBlocks));
+  const int64_t sequence = blockIdx.x / unsigned(kBlocks);
   const int head = int(blockIdx.y);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int row_local = tid / kLanesPerRow, sub = tid % kLanesPerRow;
@@ -284,16 +368,31 @@ __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
     begin = sequence * p.tokens;
     len = p.tokens;
   }
-  // This CTA's own token range and slot, checked locally so that the loads
-  // below stay in bounds whatever the call-wide verdict turns out to be.
+  // Barriers set up while the index loads are in flight; every thread waits
+  // on them only after the prologue's __syncthreads.
+  if (tid == 0) {
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) mbarrier_init(&state_full[pass], 1);
+    fence_barrier_init();
+  }
+  // This CTA's own token range and slot, checked locally so that the copies
+  // and loads below stay in bounds whatever the call-wide verdict turns out to be.
   const bool tokens_ok = begin >= 0 && len >= 1 && len <= kMaxDecodeTokens && begin + len <= p.total_tokens;
   const bool runnable = tokens_ok && slot >= 0 && slot < p.pool_size;
 
-  // 2. This thread's part of its state row, in flight during the prologue and the check.
-  auto* row_ptr = static_cast<typename Io::Element*>(p.state) +
-                  ((slot * p.heads + head) * kHeadDim + vblock * kRowsPerCta + row_local) * kHeadDim;
-  typename Io::Raw raw[Io::kVectors];
-  if (runnable) Io::load(row_ptr, sub, raw);
+  // 2. This CTA's state rows into shared memory, one bulk copy per pass, in
+  // flight during the prologue and the check. Issued iff runnable: every
+  // path of a runnable CTA waits for them before it exits.
+  Element* cta_rows = static_cast<Element*>(p.state) +
+                      ((slot * p.heads + head) * kHeadDim + vblock * kCtaRows) * kHeadDim;
+  if (runnable && tid == 0) {
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      mbarrier_arrive_expect_tx(&state_full[pass], kPassBytes<kState>);
+      bulk_copy_to_shared(state_rows + pass * kRowsPerPass * kHeadDim, cta_rows + pass * kRowsPerPass * kHeadDim,
+                          kPassBytes<kState>, &state_full[pass]);
+    }
+  }
 
   // 3. Prologue: warp w prepares token w.
   if (runnable && warp < len) prepare_token(p, ts, warp, begin + warp, head, vblock, lane);
@@ -307,79 +406,67 @@ __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
 
   if (status & (kDecodeStatusBadCuSeqlens | kDecodeStatusDuplicateIndex)) {
     poison_all_out(p);
+    // No copy may still be writing this CTA's shared memory once it exits.
+    if (runnable)
+#pragma unroll
+      for (int pass = 0; pass < kPasses; ++pass) mbarrier_wait(&state_full[pass], 0);
     return;
   }
   // Unreachable after a passed check; never read or write out of bounds.
   if (!tokens_ok) return;
   if (!runnable) {  // padding row: zeros; bad slot: NaN
-    fill_out_rows<kRowsPerCta>(p, begin, int(len), head, vblock,
-                               slot < 0 ? 0.0f : __int_as_float(0x7fc00000));
+    fill_out_rows<kCtaRows>(p, begin, int(len), head, vblock,
+                            slot < 0 ? 0.0f : __int_as_float(0x7fc00000));
     return;
   }
 
-  float s[Io::kValuesPerThread];
-  Io::unpack(raw, s);
-
-  // 4. The recurrence, token by token, on registers.
-  // With S_d = decayed S: o = q S_new = q S_d + delta (q . k), so the output's
-  // dot product joins the first pass (both reductions in one round of
-  // shuffles) and the second pass only adds delta k: q is never held across
-  // the reduction (the 32-value bf16 layout would otherwise spill).
-  for (int i = 0; i < int(len); ++i) {
-    float sk = 0.f, sq = 0.f;
-#pragma unroll
-    for (int j = 0; j < Io::kVectors; ++j)
-#pragma unroll
-      for (int c = 0; c < Io::kQuads; ++c) {
-        const int quad = (j * kLanesPerRow + sub) * Io::kQuads + c;
-        const float4 d = ts.decay[i][quad], k = ts.k[i][quad], q = ts.q[i][quad];
-        float* x = &s[(j * Io::kQuads + c) * 4];
-        x[0] *= d.x;
-        x[1] *= d.y;
-        x[2] *= d.z;
-        x[3] *= d.w;
-        sk += x[0] * k.x + x[1] * k.y + x[2] * k.z + x[3] * k.w;
-        sq += x[0] * q.x + x[1] * q.y + x[2] * q.z + x[3] * q.w;
-      }
-    sk = row_sum<kLanesPerRow>(sk);
-    sq = row_sum<kLanesPerRow>(sq);
-    const float delta = ts.b[i] * (ts.v[i][row_local] - sk);
-#pragma unroll
-    for (int j = 0; j < Io::kVectors; ++j)
-#pragma unroll
-      for (int c = 0; c < Io::kQuads; ++c) {
-        const int quad = (j * kLanesPerRow + sub) * Io::kQuads + c;
-        float4 k;
-        if constexpr (Io::kValuesPerThread > 16) {
-          k = lds_f32x4(&ts.k[i][quad]);
-        } else {
-          k = ts.k[i][quad];
-        }
-        float* x = &s[(j * Io::kQuads + c) * 4];
-        x[0] += delta * k.x;
-        x[1] += delta * k.y;
-        x[2] += delta * k.z;
-        x[3] += delta * k.w;
-      }
-    if (sub == 0) ts.o[i][row_local] = sq + delta * ts.qk[i];
+  // 4. Per pass, as soon as its rows landed: the recurrence on registers,
+  // then the rows straight back to the pool in their dtype.
+#pragma unroll 1
+  for (int pass = 0; pass < kPasses; ++pass) {
+    const int row = pass * kRowsPerPass + row_local;
+    mbarrier_wait(&state_full[pass], 0);
+    float s[Io::kValuesPerThread];
+    Io::read(state_rows + row * kHeadDim, sub, row_local, s);
+    update_row<Io>(ts, int(len), row, sub, s);
+    Io::store(cta_rows + row * kHeadDim, sub, s);
   }
 
-  // 5. Epilogue: state back in its dtype, outputs as bf16 (2 bytes per row and token).
-  Io::store(row_ptr, sub, s);
+  // 5. Epilogue: the outputs as bf16 (2 bytes per row and token).
   __syncthreads();
-  for (int x = tid; x < int(len) * kRowsPerCta; x += kThreads) {
-    const int i = x / kRowsPerCta, r = x % kRowsPerCta;
-    const int64_t e = ((begin + i) * p.heads + head) * kHeadDim + vblock * kRowsPerCta + r;
+  for (int x = tid; x < int(len) * kCtaRows; x += kThreads) {
+    const int i = x / kCtaRows, r = x % kCtaRows;
+    const int64_t e = ((begin + i) * p.heads + head) * kHeadDim + vblock * kCtaRows + r;
     static_cast<bf16*>(p.out)[e] = __float2bfloat16_rn(ts.o[i][r]);
   }
+#endif
+}
+
+// Launches kda_decode_kernel<kState, kPasses>; the first launch on a device
+// allows the kernel its dynamic shared memory (static + dynamic > 48 KiB).
+template <StateType kState, int kPasses>
+cudaError_t launch_passes(const DecodeKernelParams& params, int device, cudaStream_t stream) {
+  constexpr int kSmemBytes = int(kPasses * kPassBytes<kState>);
+  auto* kernel = kda_decode_kernel<kState, kPasses>;
+  static std::atomic<uint64_t> configured{0};  // bit d: device d done
+  const uint64_t bit = device >= 0 && device < 64 ? uint64_t(1) << device : 0;
+  if (bit == 0 || (configured.load(std::memory_order_acquire) & bit) == 0) {
+    const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+    if (err != cudaSuccess) return err;
+    configured.fetch_or(bit, std::memory_order_release);
+  }
+  const dim3 grid(unsigned(params.num_sequences) * unsigned(kValueBlocks<StateRowIo<kState>, kPasses>),
+                  unsigned(params.heads));
+  kernel<<<grid, kThreads, kSmemBytes, stream>>>(params);
+  return cudaGetLastError();
 }
 
 template <StateType kState>
-cudaError_t launch_decode(const DecodeKernelParams& params, cudaStream_t stream) {
-  const dim3 grid(unsigned(params.num_sequences) * unsigned(StateRowIo<kState>::kValueBlocks),
-                  unsigned(params.heads));
-  kda_decode_kernel<kState><<<grid, kThreads, 0, stream>>>(params);
-  return cudaGetLastError();
+cudaError_t launch_decode(const DecodeKernelParams& params, int device, int sm_count, cudaStream_t stream) {
+  const int64_t two_pass_ctas =
+      params.num_sequences * kValueBlocks<StateRowIo<kState>, 2> * int64_t(params.heads);
+  return two_pass_ctas >= int64_t(kTwoPassMinCtasPerSm) * sm_count ? launch_passes<kState, 2>(params, device, stream)
+                                                                   : launch_passes<kState, 1>(params, device, stream);
 }
 
 }  // namespace flash_kda::decode_gpu

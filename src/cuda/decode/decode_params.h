@@ -9,33 +9,41 @@
 
 namespace flash_kda::decode_gpu {
 
-// One CTA of kThreads updates kRowsPerCta value rows of one (sequence, head)
-// state; kLanesPerRow threads share a 128-wide row, each holding
-// kValuesPerThread fp32 values of it in registers (dot products over K:
-// log2(kLanesPerRow) shuffle steps). fp32 pools: 8 lanes per row, 32 rows per
-// CTA (16 values = 4 x 16-byte loads per thread). bf16 pools: 4 lanes per
-// row, 64 rows per CTA, so a thread also has 4 x 16-byte loads (32 values) in
-// flight: the same bytes in flight per thread as fp32.
+// One CTA of kThreads updates kPasses x kRowsPerPass value rows of one
+// (sequence, head) state. The copy engine brings the CTA's rows into shared
+// memory (one bulk copy per pass, issued as soon as the slot is known): the
+// bytes in flight per SM are then bounded by shared memory, not by the
+// registers a per-thread load needs until it lands. Each pass, kLanesPerRow
+// threads share a 128-wide row, each holding kValuesPerThread fp32 values of
+// it in registers (dot products over K: log2(kLanesPerRow) shuffle steps).
+// fp32 pools: 8 lanes per row, 32 rows per pass; bf16 pools: 4 lanes per row,
+// 64 rows per pass (32 values per thread). Either way a pass is 16 KiB of state.
 inline constexpr int kThreads = 256;
 
 template <int kLanes>
 struct DecodeLayout {
   static constexpr int kLanesPerRow = kLanes;
-  static constexpr int kRowsPerCta = kThreads / kLanes;
-  static constexpr int kValueBlocks = kHeadDim / kRowsPerCta;   // CTAs per (sequence, head)
+  static constexpr int kRowsPerPass = kThreads / kLanes;
   static constexpr int kValuesPerThread = kHeadDim / kLanes;
 };
-using Fp32Layout = DecodeLayout<8>;   // 32 rows per CTA, 16 values per thread
-using Bf16Layout = DecodeLayout<4>;   // 64 rows per CTA, 32 values per thread
-// The most CTAs per (sequence, head) of any layout (grid-size checks).
-inline constexpr int kMaxValueBlocks = Fp32Layout::kValueBlocks;
+using Fp32Layout = DecodeLayout<8>;   // 32 rows per pass, 16 values per thread
+using Bf16Layout = DecodeLayout<4>;   // 64 rows per pass, 32 values per thread
+// Passes per CTA: 2 (twice the state in flight per CTA: pass 1's copy lands
+// while pass 0 computes) when the grid still has kTwoPassMinCtasPerSm CTAs per
+// SM, else 1 (twice the CTAs, to fill the SMs at small N * H).
+inline constexpr int kTwoPassMinCtasPerSm = 4;
+// CTAs per (sequence, head) of a layout with kPasses passes.
+template <class Layout, int kPasses>
+inline constexpr int kValueBlocks = kHeadDim / (kPasses * Layout::kRowsPerPass);
+// The most CTAs per (sequence, head) of any kernel (grid-size checks).
+inline constexpr int kMaxValueBlocks = kValueBlocks<Fp32Layout, 1>;
 // Bytes of the status word (padded) at the start of the workspace.
 inline constexpr size_t kStatusBytes = 256;
 // Calls with at most this many sequences skip the separate check kernel:
 // every decode CTA checks cu_seqlens / state_indices itself (one index per
 // thread into shared memory, the N (N - 1) / 2 <= 2016 duplicate comparisons
 // spread over the 256 threads: <= 16 shared-memory compares each), hidden
-// behind its own state loads. At small N the call is launch-latency bound
+// behind its own state copy. At small N the call is launch-latency bound
 // (~2-3 us for the second launch and the dependency between the two); past
 // ~64 the all-pairs check grows quadratically per CTA (N = 256: ~128 compares
 // per thread in each of N * H * 4 CTAs) while the second launch is a shrinking

@@ -1,7 +1,7 @@
-// The decode kernel for fp32 state pools (one instantiation per file).
+// The decode kernel for fp32 state pools (both pass counts, one file per dtype).
 #include "cuda/decode/decode_kernel.cuh"
 #include "cuda/decode/decode_launch.h"
 
 namespace flash_kda::decode_gpu {
-template cudaError_t launch_decode<StateType::kFloat32>(const DecodeKernelParams&, cudaStream_t);
+template cudaError_t launch_decode<StateType::kFloat32>(const DecodeKernelParams&, int, int, cudaStream_t);
 }  // namespace flash_kda::decode_gpu

@@ -222,7 +222,7 @@ struct ChunkPrep {
   // Issues the TMA load of chunk c's v rows, this CTA's value block (one
   // thread of half 0; rows past the sequence are zeroed by the prep).
   __device__ void load_v(int c) {
-    if (lane != 0) return;
+    if (lane != 0 || p.zero_values) return;  // zero_values: raw v stays zero (run_chunks)
     uint64_t* bar = &s.raw_v_full[stage];
     Barrier::arrive_and_expect_tx(bar, uint32_t(kChunk * kBV * sizeof(bf16)));
     constexpr int kBox = Smem::kRawVBoxCols;
@@ -268,6 +268,10 @@ struct ChunkPrep {
     if (half == 0) {
       load_qkg<kUnbounded>(first);
       load_v(first);
+      if (p.zero_values) {  // transition runs: v = 0 for the whole sequence, so U0 = 0
+        for (int i = lane; i < kChunk * kBV / 8; i += 32)
+          reinterpret_cast<uint4*>(s.raw[stage].v)[i] = make_uint4(0, 0, 0, 0);
+      }
     }
     float beta_next = load_beta(first);
 
@@ -426,7 +430,7 @@ struct ChunkPrep {
       }
 
       // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in the recurrence warps' fragment order, this half's value tiles
-      wait_barrier(&s.raw_v_full[stage], phase);
+      if (!p.zero_values) wait_barrier(&s.raw_v_full[stage], phase);
       if (valid < kChunk) {  // tail: rows past the end hold the next sequence's tokens; make them exact zeros
         if (half == 0) {
           // rows valid..15 of each box (the swizzle moves chunks within a row only)

@@ -56,4 +56,9 @@ struct DeviceCheck {
 // of what is wrong. One CTA, no host synchronisation.
 cudaError_t launch_check_arguments(const FwdKernelParams& params, const DeviceCheck& check, cudaStream_t stream);
 
+// Context parallelism: S_{j+1} = S_j · M_j + R_j in place over the segments
+// of each (sequence, head) (segment_combine.cu). No-op for fewer than 3 segments.
+cudaError_t launch_segment_combine(float* states, const float* transitions, int64_t sequences, int heads,
+                                   int segments, cudaStream_t stream);
+
 }  // namespace flash_kda::sm90

@@ -65,12 +65,34 @@ struct FwdKernelParams {
   int64_t seq_len;            // T when fixed length
   int64_t total_rows;         // B * T
   int heads;
-  int num_sequences;
+  int num_sequences;          // work items per head: sequences (x segment_count with segments)
   int num_vblocks;            // 128 / BV
   float scale;
   float gate_scale;           // lower_bound * log2(e): gates applied in base 2
   GateKind gate_kind;
   float min_gate;             // kMinTokenLogDecay * log2(e): clamp of the unbounded gates
+
+  // Context parallelism (fixed length only; cuda_backend.cpp's SegmentPlan):
+  // each sequence is cut into `segments` pieces of segment_len tokens and a
+  // launch covers segments [segment_first, segment_first + segment_count) of
+  // every sequence (grid x: sequence-major, then segment, then value block).
+  // segments == 0: off, one work item per sequence.
+  int segments;
+  int segment_first;
+  int segment_count;
+  int64_t segment_len;
+  // fp32 [N * segments, H, 128, 128]. segment_initial: segment j starts from
+  // slot n * segments + j; null: segment 0 from initial_state, the others
+  // from zeros. segment_final: segment j ends in slot n * segments + j + 1
+  // (where the next segment's initial state is read) instead of final_state,
+  // and segment 0 also copies its initial state to slot n * segments (the
+  // last pass reads it from there: final_state may alias initial_state);
+  // null: only the last segment writes final_state.
+  const float* segment_initial;
+  float* segment_final;
+  bool identity_start;  // transition runs: every segment starts from the identity...
+  bool zero_values;     // ...with v read as zeros (so the end state is the segment's transition matrix)
+  bool skip_output;     // out is not written
 };
 
 }  // namespace flash_kda::sm90

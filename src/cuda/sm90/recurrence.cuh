@@ -32,7 +32,20 @@ struct Recurrence {
   }
 
   __device__ void load_state(FragC (&S)[kNTiles]) const {
+    if (p.identity_start) {  // transition run: value row v starts as the unit vector e_v
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int row = w.vblock * kBV + warp * 16 + (lane >> 2) + (e >> 1) * 8;
+          S[nt].x[e] = row == nt * 8 + 2 * (lane & 3) + (e & 1) ? 1.f : 0.f;
+        }
+      return;
+    }
     if (w.read_slot < 0) return;  // zeros
+    const bool from_segment = w.segment >= 0 && p.segment_initial != nullptr;
+    const void* src = from_segment ? p.segment_initial : p.initial_state;
+    const StateKind kind = from_segment ? StateKind::kFloat32 : p.initial_kind;
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt) {
       const int col = nt * 8 + 2 * (lane & 3);
@@ -40,10 +53,10 @@ struct Recurrence {
       for (int half = 0; half < 2; ++half) {
         const int64_t off = state_row(w.read_slot, 2 * half) * kDim + col;
         float2 v;
-        if (p.initial_kind == StateKind::kFloat32) {
-          v = *reinterpret_cast<const float2*>(static_cast<const float*>(p.initial_state) + off);
+        if (kind == StateKind::kFloat32) {
+          v = *reinterpret_cast<const float2*>(static_cast<const float*>(src) + off);
         } else {
-          v = unpack_bf16x2(*reinterpret_cast<const uint32_t*>(static_cast<const bf16*>(p.initial_state) + off));
+          v = unpack_bf16x2(*reinterpret_cast<const uint32_t*>(static_cast<const bf16*>(src) + off));
         }
         S[nt].x[2 * half] = v.x;
         S[nt].x[2 * half + 1] = v.y;
@@ -52,20 +65,27 @@ struct Recurrence {
   }
 
   // Writes this warp's rows of S to dst[slot] (final state or a checkpoint).
+  // One base address per lane (its rows g and g + 8, columns 2q, 2q + 1);
+  // every store is then base + a constant, and the dtype is decided once:
+  // in the checkpoint kernel this runs every few chunks, inside the loop.
   __device__ void store_state(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
+    const int64_t base = state_row(slot, 0) * kDim + 2 * (lane & 3);
+    if (kind == StateKind::kFloat32) {
+      float* row = static_cast<float*>(dst) + base;
 #pragma unroll
-    for (int nt = 0; nt < kNTiles; ++nt) {
-      const int col = nt * 8 + 2 * (lane & 3);
+      for (int nt = 0; nt < kNTiles; ++nt)
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int64_t off = state_row(slot, 2 * half) * kDim + col;
-        const float x0 = S[nt].x[2 * half], x1 = S[nt].x[2 * half + 1];
-        if (kind == StateKind::kFloat32) {
-          *reinterpret_cast<float2*>(static_cast<float*>(dst) + off) = make_float2(x0, x1);
-        } else {
-          *reinterpret_cast<uint32_t*>(static_cast<bf16*>(dst) + off) = pack_bf16x2(x0, x1);
-        }
-      }
+        for (int half = 0; half < 2; ++half)
+          *reinterpret_cast<float2*>(row + half * 8 * kDim + nt * 8) =
+              make_float2(S[nt].x[2 * half], S[nt].x[2 * half + 1]);
+    } else {
+      bf16* row = static_cast<bf16*>(dst) + base;
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+        for (int half = 0; half < 2; ++half)
+          *reinterpret_cast<uint32_t*>(row + half * 8 * kDim + nt * 8) =
+              pack_bf16x2(S[nt].x[2 * half], S[nt].x[2 * half + 1]);
     }
   }
 
@@ -147,7 +167,7 @@ struct Recurrence {
     stsm_x4_trans(&staging[br.row * 16 + br.col], o);
     __syncwarp();
     const int tok = lane >> 1;
-    if (tok < w.valid_rows(c)) {
+    if (tok < w.valid_rows(c) && !p.skip_output) {
       const uint4 val = *reinterpret_cast<const uint4*>(&staging[tok * 16 + (lane & 1) * 8]);
       const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + tok) + w.vblock * kBV +
                           warp * 16 + (lane & 1) * 8;
@@ -164,6 +184,10 @@ struct Recurrence {
   __device__ void run() {
     FragC S[kNTiles];
     load_state(S);
+    // Context parallelism, first pass: keep segment 0's initial state for the
+    // last pass (which may run after final_state, an alias, was written).
+    if (w.segment == 0 && p.segment_final != nullptr && !p.identity_start)
+      store_state(S, p.segment_final, StateKind::kFloat32, int64_t(w.sequence) * p.segments);
     // The final state may alias the initial state: every CTA has read its
     // rows above before anyone writes them below (disjoint rows per CTA,
     // and no sequence writes a slot another one reads: validated).
@@ -185,7 +209,12 @@ struct Recurrence {
       }
     }
 
-    if (w.write_slot >= 0) store_state(S, p.final_state, p.final_kind, w.write_slot);
+    if (w.write_slot >= 0) {
+      if (p.segment_final != nullptr)  // (set only with segments)
+        store_state(S, p.segment_final, StateKind::kFloat32, w.write_slot);
+      else
+        store_state(S, p.final_state, p.final_kind, w.write_slot);
+    }
   }
 };
 

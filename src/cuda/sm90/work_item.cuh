@@ -15,6 +15,9 @@ struct WorkItem {
   int vblock;
   int64_t read_slot;        // row of initial_state's first dim; -1: start from zeros
   int64_t write_slot;       // row of final_state's first dim; -1: not written
+  int segment;              // context parallelism: this segment of the sequence (-1: off).
+                            // With segment_initial / segment_final set, read_slot /
+                            // write_slot index them instead of initial_state / final_state.
   int64_t checkpoint_row0;  // checkpoints row of this sequence's first checkpoint
   int64_t beta_base;        // element offset of beta[b, t of row0, head]
 
@@ -99,6 +102,7 @@ __device__ __forceinline__ bool make_work_item(const FwdKernelParams& p, WorkIte
   w.sequence = int(blockIdx.x / unsigned(p.num_vblocks));
   w.head = int(blockIdx.y);
   int64_t batch = w.sequence, first_token = 0;  // of beta[b, t, h]
+  int segment = -1;
   if (p.cu_seqlens != nullptr) {
     const bool i32 = p.int32_indices & kCuSeqlensInt32;
     const int64_t begin = load_index(p.cu_seqlens, i32, w.sequence);
@@ -108,6 +112,15 @@ __device__ __forceinline__ bool make_work_item(const FwdKernelParams& p, WorkIte
     w.length = end - begin;
     batch = 0;
     first_token = begin;
+  } else if (p.segments > 0) {  // context parallelism: one segment of a sequence
+    const int local = w.sequence;
+    w.sequence = local / p.segment_count;
+    segment = p.segment_first + local % p.segment_count;
+    batch = w.sequence;
+    first_token = int64_t(segment) * p.segment_len;
+    w.row0 = int64_t(w.sequence) * p.seq_len + first_token;
+    w.length = min(p.segment_len, p.seq_len - first_token);
+    if (w.length <= 0) return false;  // (the plan never makes empty segments)
   } else {
     w.row0 = int64_t(w.sequence) * p.seq_len;
     w.length = p.seq_len;
@@ -131,6 +144,19 @@ __device__ __forceinline__ bool make_work_item(const FwdKernelParams& p, WorkIte
   if (p.final_state_indices != nullptr)
     w.write_slot = load_index(p.final_state_indices, p.int32_indices & kFinalStateIndicesInt32, w.sequence);
   if (w.read_slot >= p.initial_slots || w.write_slot >= p.final_slots) return false;
+  w.segment = segment;
+  if (segment >= 0) {  // (no pools, no checkpoints with segments)
+    const int64_t base = int64_t(w.sequence) * p.segments;
+    if (p.segment_initial != nullptr)
+      w.read_slot = base + segment;
+    else if (segment > 0)
+      w.read_slot = -1;
+    if (p.segment_final != nullptr) {
+      w.write_slot = base + segment + 1;
+    } else if (segment + 1 < p.segments) {
+      w.write_slot = -1;  // only the last segment ends the sequence
+    }
+  }
   w.checkpoint_row0 = 0;
   if (p.checkpoint_chunks > 0) {
     w.checkpoint_row0 = load_index(p.checkpoint_offsets, p.int32_indices & kCheckpointOffsetsInt32, w.sequence);
