@@ -61,7 +61,9 @@ def _rows(out):
     return out.reshape(-1, *out.shape[2:])
 
 
-def _pool_setup(case, pool_dtype, P, seed, *, padding=(), zero=(), index_dtype=torch.int64):
+def _pool_setup(case, pool_dtype, P, seed, *, padding=(), zero=(), index_dtype=None):
+    # (None: int64; not a default of torch.int64, so the module imports without torch)
+    index_dtype = torch.int64 if index_dtype is None else index_dtype
     N, H = case.num_sequences, case.H
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(P, generator=gen)
@@ -89,17 +91,19 @@ def _reference_with_pool(inp, pool, slots, zero_start):
 
 
 # --- pools vs the oracle --------------------------------------------------------------
+# (index dtypes by name: the module must import without torch, for the skip)
 POOL_CASES = {
-    "varlen_bf16_inplace": (dict(lengths=[37, 300, 0, 64, 129, 16], H=3), "bf16", "inplace", torch.int64),
-    "varlen_fp32_inplace_int32": (dict(lengths=[37, 300, 0, 64, 129, 16], H=3), "fp32", "inplace", torch.int32),
-    "fixed_fp32_twopools": (dict(B=5, T=200, H=2), "fp32", "twopools", torch.int64),
-    "varlen_bf16_final_indices": (dict(lengths=[100, 1, 250, 33], H=2), "bf16", "final_indices", torch.int32),
+    "varlen_bf16_inplace": (dict(lengths=[37, 300, 0, 64, 129, 16], H=3), "bf16", "inplace", "int64"),
+    "varlen_fp32_inplace_int32": (dict(lengths=[37, 300, 0, 64, 129, 16], H=3), "fp32", "inplace", "int32"),
+    "fixed_fp32_twopools": (dict(B=5, T=200, H=2), "fp32", "twopools", "int64"),
+    "varlen_bf16_final_indices": (dict(lengths=[100, 1, 250, 33], H=2), "bf16", "final_indices", "int32"),
 }
 
 
 @pytest.mark.parametrize("name", list(POOL_CASES))
 def test_pool_matches_oracle(name):
-    shape, pool_dtype, mode, index_dtype = POOL_CASES[name]
+    shape, pool_dtype, mode, index_dtype_name = POOL_CASES[name]
+    index_dtype = getattr(torch, index_dtype_name)
     case = Case(init=None, final=None, seed=3000 + len(name), **shape)
     inp = make_inputs(case)
     N, H = case.num_sequences, case.H
