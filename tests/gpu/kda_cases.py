@@ -401,6 +401,38 @@ def assert_accurate(case: Case, inp: dict, out, final, ref_out, ref_final, what:
     return err
 
 
+def check_graph_replays(step, cases: Sequence[Case], what: str) -> None:
+    """CUDA-graph check shared by the suites: warm `step(inputs, out, final)`
+    up on a side stream with cases[0]'s inputs, capture it in a
+    torch.cuda.CUDAGraph, then for each later case copy fresh inputs into the
+    captured tensors (same shapes), NaN-poison the outputs, replay and compare
+    with the oracle."""
+    static = make_inputs(cases[0])
+    out, fs = new_outputs(cases[0], static)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step(static, out, fs)
+    torch.cuda.current_stream().wait_stream(side)
+    sync()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step(static, out, fs)
+    sync()
+    for case in cases[1:]:
+        for name, t in make_inputs(case).items():
+            if isinstance(t, torch.Tensor):
+                static[name].copy_(t)
+        out.fill_(float("nan"))
+        if fs is not None:
+            fs.fill_(float("nan"))
+        graph.replay()
+        sync()
+        ref_out, ref_final = reference(static)
+        assert_accurate(case, static, out, fs, ref_out, ref_final, f"{what} {case.label()}")
+
+
 # --- FLA -------------------------------------------------------------------------
 def import_chunk_kda():
     """FLA's Triton chunk_kda, imported so that it cannot dispatch back into

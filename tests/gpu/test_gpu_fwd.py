@@ -28,6 +28,7 @@ from kda_cases import (  # noqa: E402
     assert_accurate,
     call_fwd,
     check_finite,
+    check_graph_replays,
     cu_seqlens_of,
     make_inputs,
     max_abs_diff,
@@ -334,36 +335,7 @@ def test_cuda_graph(layout):
     else:
         cases = [Case(lengths=ls, H=3, seed=s) for s, ls in
                  ((1010, [100, 1, 99]), (1011, [17, 0, 183]), (1012, [0, 200, 0]))]
-    static = make_inputs(cases[0])
-    out, fs = new_outputs(cases[0], static)
-
-    def step():
-        call_fwd(static, out, fs)
-
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    sync()
-
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    sync()
-
-    for case in cases[1:]:
-        fresh = make_inputs(case)
-        for name, t in fresh.items():
-            if isinstance(t, torch.Tensor):
-                static[name].copy_(t)
-        out.fill_(float("nan"))
-        fs.fill_(float("nan"))
-        graph.replay()
-        sync()
-        ref_out, ref_final = reference(static)
-        assert_accurate(case, static, out, fs, ref_out, ref_final, f"graph replay {case.label()}")
+    check_graph_replays(call_fwd, cases, "graph replay")
 
 
 # --- errors -------------------------------------------------------------------------

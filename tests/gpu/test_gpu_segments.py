@@ -17,13 +17,13 @@ from kda_cases import (  # noqa: E402
     assert_accurate,
     call_fwd,
     check_finite,
+    check_graph_replays,
     make_inputs,
     new_outputs,
     on_cuda,
     reference,
     run_ours,
     sync,
-    torch,
 )
 
 needs_cuda = pytest.mark.skipif(not on_cuda(), reason="CUDA only (FLASH_KDA_TEST_DEVICE=cpu)")
@@ -100,26 +100,4 @@ def test_segments_cuda_graph(monkeypatch):
     replays in a CUDA graph with new inputs."""
     monkeypatch.setenv("FLASH_KDA_SEGMENTS", "3")
     cases = [Case(B=1, T=500, H=2, seed=s) for s in (1250, 1251)]
-    static = make_inputs(cases[0])
-    out, fs = new_outputs(cases[0], static)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            call_fwd(static, out, fs)
-    torch.cuda.current_stream().wait_stream(side)
-    sync()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        call_fwd(static, out, fs)
-    sync()
-    fresh = make_inputs(cases[1])
-    for name, t in fresh.items():
-        if isinstance(t, torch.Tensor):
-            static[name].copy_(t)
-    out.fill_(float("nan"))
-    fs.fill_(float("nan"))
-    graph.replay()
-    sync()
-    ref_out, ref_final = reference(static)
-    assert_accurate(cases[1], static, out, fs, ref_out, ref_final, "graph replay with segments")
+    check_graph_replays(call_fwd, cases, "graph replay with segments")

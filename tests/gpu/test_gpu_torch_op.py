@@ -13,6 +13,7 @@ from kda_cases import (  # noqa: E402
     Case,
     assert_accurate,
     call_fwd,
+    check_graph_replays,
     make_inputs,
     new_outputs,
     on_cuda,
@@ -56,26 +57,4 @@ def test_compiled_function_in_cuda_graph():
     torch._dynamo.reset()
     compiled = torch.compile(_step, fullgraph=True)
     cases = [Case(B=2, T=96, H=2, seed=s) for s in (2100, 2101, 2102)]
-    static = make_inputs(cases[0])
-    out, fs = new_outputs(cases[0], static)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            compiled(static, out, fs)
-    torch.cuda.current_stream().wait_stream(side)
-    sync()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        compiled(static, out, fs)
-    sync()
-    for case in cases[1:]:
-        for name, t in make_inputs(case).items():
-            if isinstance(t, torch.Tensor):
-                static[name].copy_(t)
-        out.fill_(float("nan"))
-        fs.fill_(float("nan"))
-        graph.replay()
-        sync()
-        ref_out, ref_final = reference(static)
-        assert_accurate(case, static, out, fs, ref_out, ref_final, f"compiled graph replay {case.label()}")
+    check_graph_replays(compiled, cases, "compiled graph replay")
