@@ -49,6 +49,27 @@ def test_segments_match_oracle(segments, gate_kind, monkeypatch):
 
 
 @needs_cuda
+def test_segments_value_block_widths(monkeypatch):
+    """The segmented passes at each compiled width (the automatic plan picks
+    128 for H = 16, narrower blocks for the small cases above): within the
+    bar of the oracle, and bit-identical across widths (every value row is
+    computed the same way; the transition runs start row v at e_v)."""
+    case = Case(B=1, T=900, H=2, seed=1260)
+    inp = make_inputs(case)
+    ref_out, ref_final = reference(inp)
+    monkeypatch.setenv("FLASH_KDA_SEGMENTS", "4")
+    results = {}
+    for width in ("128", "64", "32"):
+        monkeypatch.setenv("FLASH_KDA_VALUE_BLOCK", width)
+        results[width] = run_ours(case, inp)
+        assert_accurate(case, inp, *results[width], ref_out, ref_final, f"segments, width {width}")
+    for width in ("64", "32"):
+        for i, what in enumerate(("out", "final_state")):
+            a, b = results["128"][i], results[width][i]
+            assert a.equal(b), f"{what}: width {width} differs from 128 with segments"
+
+
+@needs_cuda
 @pytest.mark.parametrize("init,final", [(None, None), (None, "fp32"), ("fp32", None), ("bf16", "bf16"),
                                         ("fp32", "fp32")])
 def test_segments_state_combinations(init, final, monkeypatch):
