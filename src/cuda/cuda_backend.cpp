@@ -171,6 +171,8 @@ void require_device(int device) {
                      "); this build has kernels for: " + compiled_architectures());
 }
 
+int sm_count(int device_id) { return device_info(device_id).sm_count; }
+
 bool available(int device_id) {
   const DeviceCount& dc = device_count();
   if (dc.err != cudaSuccess || device_id < 0 || device_id >= dc.count) return false;

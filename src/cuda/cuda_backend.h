@@ -15,6 +15,10 @@ size_t workspace_size(const FwdParams& params, const FwdShape& shape);
 void forward(const FwdParams& params, const FwdShape& shape, void* workspace,
              size_t workspace_bytes, cudaStream_t stream);
 
+// Multiprocessors of a visible device (asked once per device; the
+// launchers size their grids with it).
+int sm_count(int device_id);
+
 // Architectures this build was compiled for, e.g. "90a".
 const char* compiled_architectures();
 

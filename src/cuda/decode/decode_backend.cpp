@@ -5,7 +5,6 @@
 
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <string>
 
 #include "api/validate.h"
@@ -18,20 +17,6 @@ namespace {
 
 [[noreturn]] void fail_cuda(cudaError_t err, const std::string& what) {
   detail::fail(ErrorKind::kRuntime, "", "flash_kda: " + what + " failed: " + cudaGetErrorString(err));
-}
-
-// The device's SM count (picks the decode kernel's passes per CTA), asked
-// once per device.
-int sm_count(int device) {
-  static std::atomic<int> cache[64];  // 0: not asked yet
-  std::atomic<int>* slot = device >= 0 && device < 64 ? &cache[device] : nullptr;
-  int count = slot != nullptr ? slot->load(std::memory_order_relaxed) : 0;
-  if (count == 0) {
-    const cudaError_t err = cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device);
-    if (err != cudaSuccess) fail_cuda(err, "cudaDeviceGetAttribute");
-    if (slot != nullptr) slot->store(count, std::memory_order_relaxed);
-  }
-  return count;
 }
 
 }  // namespace
@@ -83,7 +68,7 @@ void decode(const DecodeParams& params, const DecodeShape& shape, void* workspac
     err = decode_gpu::launch_decode_check(k, stream);
     if (err != cudaSuccess) fail_cuda(err, "launching the decode index check");
   }
-  const int sms = sm_count(device);
+  const int sms = sm_count(device);  // cuda_backend.cpp: asked once per device
   err = params.state.dtype == DType::kFloat32
             ? decode_gpu::launch_decode<decode_gpu::StateType::kFloat32>(k, device, sms, stream)
             : decode_gpu::launch_decode<decode_gpu::StateType::kBFloat16>(k, device, sms, stream);

@@ -78,8 +78,8 @@ template <>
 struct StateRowIo<StateType::kBFloat16> : Bf16Layout {
   // 3 x 256 threads at <= 80 registers (unbounded ptxas takes more and
   // spills at 64); with 2 passes 3 x 32 KiB of state in flight per SM. No
-  // spills at 80 needs the recurrence's shape (o = S_d q + delta (q . k), k
-  // reloaded in the second pass).
+  // spills at 80 needs the recurrence's shape (o = S_d q + delta (q . k):
+  // q is not held across the reduction).
   static constexpr int kMinCtasPerSm = 3;
   static constexpr int kQuads = 2;    // 8 bf16 per 16-byte vector
   static constexpr int kVectors = 4;

@@ -27,7 +27,8 @@ struct SharedStorage {
     // v: TMA boxes of kRawVBoxCols columns with the copy engine's 128-byte
     // (64-byte at kBV = 32) swizzle, so that the ldmatrix.trans of 8 rows hits
     // 8 different bank groups (linear rows 256 bytes apart were 8-way
-    // conflicts); read through raw_v_index. Needs the storage 1024-byte aligned.
+    // conflicts); read through raw_v_lane / raw_v_tile. Needs the storage
+    // 1024-byte aligned.
     bf16 v[kChunk * kBV];
   };
   static constexpr int kRawVBoxCols = kBV >= 64 ? 64 : kBV;
