@@ -32,6 +32,9 @@
 #   SANITIZER_TOOLS  default "memcheck racecheck" (add synccheck / initcheck)
 #   FLASH_KDA_CUDA_ARCHS  default 90a
 #   FLASH_KDA_CPP_TESTS   1 / 0 forces the C++ tests on / off (default: when gtest.h is found)
+#   WARM_FLA=0       do not compile FLA's kernels in the background (bench/warm_fla.py, step 1b)
+#   WARM_FLA_JOBS    its worker processes (default 6); WARM_FLA_WAIT_S: most seconds step 6 waits for it
+#   SOFTPLUS_BENCH_CASES  softplus bench cases (default "H96 T8192,H64 T8192,H96 varlen6")
 #   RUN_BUDGET_S     seconds the whole script may take (default 540); later steps
 #                    get what earlier ones left
 set -uo pipefail
@@ -99,6 +102,25 @@ export TRITON_CACHE_DIR=/tmp/triton_cache TRITON_CACHE_AUTOTUNING=1
 mkdir -p "$TRITON_CACHE_DIR"
 if [[ -f .tcache/triton_cache.tar.gz ]]; then
   tar xzf .tcache/triton_cache.tar.gz -C "$TRITON_CACHE_DIR" && echo "Triton cache: $(du -sh "$TRITON_CACHE_DIR" | cut -f1) carried in"
+fi
+
+# FLA's kernels for the benchmark's shapes, compiled in the background by
+# worker processes while the build and the tests run (WARM_FLA=0 turns it
+# off; WARM_FLA_JOBS workers). They keep no autotuning results: the
+# benchmark autotunes on an idle GPU from compiled kernels. Step 6 waits for them.
+WARM_PID=
+if [[ "${WARM_FLA:-1}" == 1 && "${SKIP_TESTS:-0}${SKIP_BENCH:-0}${SKIP_SOFTPLUS_BENCH:-0}${SKIP_DECODE_BENCH:-0}" != 1111 ]] &&
+  python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('fla') is None)" 2>/dev/null; then
+  section "1b. FLA warm-up (background)"
+  SOFTPLUS_BENCH_CASES=${SOFTPLUS_BENCH_CASES:-H96 T8192,H64 T8192,H96 varlen6}
+  none_if() { [[ "$1" == 1 ]] && echo none || echo "$2"; }
+  python3 bench/warm_fla.py --jobs "${WARM_FLA_JOBS:-6}" \
+    --lower-bound-cases "$(none_if "${SKIP_BENCH:-0}" "${BENCH_CASES:-}")" \
+    --softplus-cases "$(none_if "${SKIP_SOFTPLUS_BENCH:-0}" "$SOFTPLUS_BENCH_CASES")" \
+    --decode-cases "$(none_if "${SKIP_DECODE_BENCH:-0}" "${DECODE_BENCH_CASES:-}")" \
+    $([[ "${SKIP_TESTS:-0}" != 1 ]] && echo --tests) >"$OUT/warm_fla.log" 2>&1 &
+  WARM_PID=$!
+  echo "warm_fla.py started (pid $WARM_PID), log: warm_fla.log"
 fi
 
 # ---------------------------------------------------------------------------------
@@ -245,6 +267,21 @@ fi
 
 # ---------------------------------------------------------------------------------
 section "6. benchmark"
+if [[ -n "$WARM_PID" ]]; then
+  t=$SECONDS
+  w=$(clamp "${WARM_FLA_WAIT_S:-240}" 200)
+  echo "waiting up to ${w}s for the FLA warm-up"
+  for ((i = 0; i < w; i++)); do kill -0 "$WARM_PID" 2>/dev/null || break; sleep 1; done
+  if kill -0 "$WARM_PID" 2>/dev/null; then
+    pkill -P "$WARM_PID" 2>/dev/null; kill "$WARM_PID" 2>/dev/null
+    record warm_fla FAIL $((SECONDS - t)) "stopped after waiting ${w}s (see warm_fla.log)"
+  else
+    wait "$WARM_PID"; rc=$?
+    if [[ $rc == 0 ]]; then record warm_fla PASS $((SECONDS - t)) "$(tail -n 1 "$OUT/warm_fla.log")"
+    else record warm_fla FAIL $((SECONDS - t)) "exit $rc; $(tail -n 1 "$OUT/warm_fla.log")"; fi
+  fi
+  grep -E "^warm_fla:" "$OUT/warm_fla.log" | tail -n 60
+fi
 if [[ "${SKIP_BENCH:-0}" == 1 ]]; then
   record bench SKIP 0 "SKIP_BENCH=1"
 else
@@ -358,7 +395,7 @@ rc=$?
 # At most 8 files come back: everything also goes into raw.tar.gz, and the
 # secondary files leave $OUT (results.md, raw.tar.gz and the main JSONs stay).
 (cd "$OUT" && tar czf raw.tar.gz --exclude raw.tar.gz ./*.log ./*.json 2>/dev/null &&
-  rm -f build.log cpp.log sanitizer.log pytest.log pool_bench.json host_overhead.json wheel_smoke.log native_build.log) || true
+  rm -f build.log cpp.log sanitizer.log pytest.log warm_fla.log pool_bench.json host_overhead.json wheel_smoke.log native_build.log) || true
 if [[ -n "$(ls -A "$TRITON_CACHE_DIR" 2>/dev/null)" ]]; then
   tar czf "$WORK/triton_cache.tar.gz" -C "$TRITON_CACHE_DIR" . 2>/dev/null &&
     (($(stat -c %s "$WORK/triton_cache.tar.gz") < 15000000)) && mv "$WORK/triton_cache.tar.gz" "$OUT/"

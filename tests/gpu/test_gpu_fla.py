@@ -43,11 +43,13 @@ def _chunk_kda():
 
 
 def run_fla(chunk_kda, inp, monkeypatch=None):
-    """FLA's Triton chunk_kda with the arguments of its flash_kda path."""
-    import flash_kda
-
+    """FLA's Triton chunk_kda with the arguments of its flash_kda path
+    (bench/warm_fla.py also calls it, without monkeypatch, to compile FLA's
+    kernels for these shapes)."""
     calls = []
     if monkeypatch is not None:
+        import flash_kda
+
         real = flash_kda.fwd
 
         def spy(*args, **kwargs):
