@@ -32,7 +32,8 @@
 #   SANITIZER_TOOLS  default "memcheck racecheck" (add synccheck / initcheck)
 #   FLASH_KDA_CUDA_ARCHS  default 90a
 #   FLASH_KDA_CPP_TESTS   1 / 0 forces the C++ tests on / off (default: when gtest.h is found)
-#   WARM_FLA=0       do not compile FLA's kernels in the background (bench/warm_fla.py, step 1b)
+#   WARM_FLA=0|1     compile FLA's kernels in the background first (bench/warm_fla.py, step 1b;
+#                    default: 1 unless a Triton cache was carried in)
 #   WARM_FLA_JOBS    its worker processes (default 6); WARM_FLA_WAIT_S: most seconds step 6 waits for it
 #   SOFTPLUS_BENCH_CASES  softplus bench cases (default "H96 T8192,H64 T8192,H96 varlen6")
 #   RUN_BUDGET_S     seconds the whole script may take (default 540); later steps
@@ -95,13 +96,15 @@ else
 fi
 
 # FLA's Triton kernels: compiled binaries and autotuning results are kept in
-# one cache folder that comes back as $OUT/triton_cache.tar.gz; carried in as
-# .tcache/triton_cache.tar.gz it spares the next fresh machine the ~70 s per
+# one cache folder that comes back as $OUT/triton_cache.tar.gz.part*; carried in as
+# .tcache/triton_cache.tar.gz.part* it spares the next fresh machine the ~70 s per
 # new shape of compiling and autotuning.
 export TRITON_CACHE_DIR=/tmp/triton_cache TRITON_CACHE_AUTOTUNING=1
 mkdir -p "$TRITON_CACHE_DIR"
-if [[ -f .tcache/triton_cache.tar.gz ]]; then
-  tar xzf .tcache/triton_cache.tar.gz -C "$TRITON_CACHE_DIR" && echo "Triton cache: $(du -sh "$TRITON_CACHE_DIR" | cut -f1) carried in"
+WARM_DEFAULT=1
+if compgen -G ".tcache/triton_cache.tar.gz.part*" >/dev/null; then
+  cat .tcache/triton_cache.tar.gz.part* | tar xz -C "$TRITON_CACHE_DIR" &&
+    echo "Triton cache: $(du -sh "$TRITON_CACHE_DIR" | cut -f1) carried in" && WARM_DEFAULT=0
 fi
 
 # FLA's kernels for the benchmark's shapes, compiled in the background by
@@ -109,7 +112,7 @@ fi
 # off; WARM_FLA_JOBS workers). They keep no autotuning results: the
 # benchmark autotunes on an idle GPU from compiled kernels. Step 6 waits for them.
 WARM_PID=
-if [[ "${WARM_FLA:-1}" == 1 && "${SKIP_TESTS:-0}${SKIP_BENCH:-0}${SKIP_SOFTPLUS_BENCH:-0}${SKIP_DECODE_BENCH:-0}" != 1111 ]] &&
+if [[ "${WARM_FLA:-$WARM_DEFAULT}" == 1 && "${SKIP_TESTS:-0}${SKIP_BENCH:-0}${SKIP_SOFTPLUS_BENCH:-0}${SKIP_DECODE_BENCH:-0}" != 1111 ]] &&
   python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('fla') is None)" 2>/dev/null; then
   section "1b. FLA warm-up (background)"
   SOFTPLUS_BENCH_CASES=${SOFTPLUS_BENCH_CASES:-H96 T8192,H64 T8192,H96 varlen6}
@@ -396,9 +399,18 @@ rc=$?
 # secondary files leave $OUT (results.md, raw.tar.gz and the main JSONs stay).
 (cd "$OUT" && tar czf raw.tar.gz --exclude raw.tar.gz ./*.log ./*.json 2>/dev/null &&
   rm -f build.log cpp.log sanitizer.log pytest.log warm_fla.log pool_bench.json host_overhead.json wheel_smoke.log native_build.log) || true
-if [[ -n "$(ls -A "$TRITON_CACHE_DIR" 2>/dev/null)" ]]; then
-  tar czf "$WORK/triton_cache.tar.gz" -C "$TRITON_CACHE_DIR" . 2>/dev/null &&
-    (($(stat -c %s "$WORK/triton_cache.tar.gz") < 15000000)) && mv "$WORK/triton_cache.tar.gz" "$OUT/"
+# The Triton cache comes back in parts of < 15 MB (at most 6, 50 MB in all,
+# so that it can be carried with the wheels); then the JSONs leave $OUT's top
+# level (they are in raw.tar.gz) to stay within 8 files.
+if [[ -n "$(ls -A "$TRITON_CACHE_DIR" 2>/dev/null)" && "${SKIP_TRITON_CACHE:-0}" != 1 ]]; then
+  if tar czf "$WORK/triton_cache.tar.gz" -C "$TRITON_CACHE_DIR" . 2>/dev/null; then
+    size=$(stat -c %s "$WORK/triton_cache.tar.gz")
+    echo "Triton cache: $((size / 1000000)) MB compressed"
+    if ((size < 50000000)); then
+      rm -f "$OUT"/*.json
+      split -b 15000000 -d -a 1 "$WORK/triton_cache.tar.gz" "$OUT/triton_cache.tar.gz.part"
+    fi
+  fi
 fi
 echo
 cat "$OUT/results.md" 2>/dev/null || echo "results.md was not written"
