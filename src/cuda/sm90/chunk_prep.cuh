@@ -173,8 +173,8 @@ struct ChunkPrep {
         qd[i] = qv[i] * rq * up;
       }
       // qd and kr go straight to the prepped stage (released before this pass).
-      store4(out.wq + kChunk * kDim, t0 + t, qd);
-      store4(out.kr, t0 + t, kr);
+      store4_at(&out.wq[Smem::wq_index(kChunk + t0 + t, 4 * lane)], qd);
+      store4_at(&out.kr[Smem::kr_index(t0 + t, 4 * lane)], kr);
       store4(scr.kd, t0 + t, kd);
       store4(scr.ki, t0 + t, ki);
       // The bf16 rounding residues of qd and ki make Mqk = qd·kiᵀ exact to
@@ -213,7 +213,7 @@ struct ChunkPrep {
     const float4 sc = *reinterpret_cast<const float4*>(&s.scratch[stage].ref_scale[4 * lane]);
 #pragma unroll
     for (int t = 0; t < kHalf; ++t) {
-      uint2* cell = reinterpret_cast<uint2*>(&out.wq[swz128(kChunk + half * kHalf + t, 4 * lane)]);
+      uint2* cell = reinterpret_cast<uint2*>(&out.wq[Smem::wq_index(kChunk + half * kHalf + t, 4 * lane)]);
       const float4 x = unpack4(*cell);
       *cell = make_uint2(pack_bf16x2(x.x * sc.x, x.y * sc.y), pack_bf16x2(x.z * sc.z, x.w * sc.w));
     }
@@ -309,7 +309,7 @@ struct ChunkPrep {
           FragA a_kd, a_qd;
           uint32_t b_ki[4];
           ldsm_x4(&scr.kd[swz128(ar.row, 16 * ks + ar.col)], a_kd.x);
-          ldsm_x4(&s.prepped[stage].wq[swz128(kChunk + ar.row, 16 * ks + ar.col)], a_qd.x);
+          ldsm_x4(&s.prepped[stage].wq[Smem::wq_index(kChunk + ar.row, 16 * ks + ar.col)], a_qd.x);
           ldsm_x4(&scr.ki[swz128(br.row, 16 * ks + br.col)], b_ki);
           const FragB b{{half ? b_ki[2] : b_ki[0], half ? b_ki[3] : b_ki[1]}};
           mma(l_acc, a_kd, b);
@@ -423,8 +423,8 @@ struct ChunkPrep {
               acc.x[2] *= sc.x;
               acc.x[3] *= sc.y;
             }
-            *reinterpret_cast<uint32_t*>(&out.wq[swz128(gid, col)]) = pack_bf16x2(acc.x[0], acc.x[1]);
-            *reinterpret_cast<uint32_t*>(&out.wq[swz128(gid + 8, col)]) = pack_bf16x2(acc.x[2], acc.x[3]);
+            *reinterpret_cast<uint32_t*>(&out.wq[Smem::wq_index(gid, col)]) = pack_bf16x2(acc.x[0], acc.x[1]);
+            *reinterpret_cast<uint32_t*>(&out.wq[Smem::wq_index(gid + 8, col)]) = pack_bf16x2(acc.x[2], acc.x[3]);
           }
         }
       }
@@ -499,11 +499,12 @@ struct ChunkPrep {
     const float2 lo = unpack_bf16x2(bits.x), hi = unpack_bf16x2(bits.y);
     return make_float4(lo.x, lo.y, hi.x, hi.y);
   }
-  // Stores this lane's 4 channels of row t into a swizzled [16][128] bf16 tile.
-  __device__ void store4(bf16* tile, int t, const float (&x)[4]) const {
-    *reinterpret_cast<uint2*>(&tile[swz128(t, 4 * lane)]) =
-        make_uint2(pack_bf16x2(x[0], x[1]), pack_bf16x2(x[2], x[3]));
+  // Stores this lane's 4 channels (one 8-byte cell) of a row as bf16.
+  __device__ static void store4_at(bf16* cell, const float (&x)[4]) {
+    *reinterpret_cast<uint2*>(cell) = make_uint2(pack_bf16x2(x[0], x[1]), pack_bf16x2(x[2], x[3]));
   }
+  // ... of row t of a swz128 [16][128] scratch tile.
+  __device__ void store4(bf16* tile, int t, const float (&x)[4]) const { store4_at(&tile[swz128(t, 4 * lane)], x); }
   // An 8x8 fp32 block (row stride `ld` floats, 16-byte aligned rows) into registers.
   __device__ static void load_block8(const float* src, int ld, float (&blk)[kHalf][kHalf]) {
 #pragma unroll

@@ -1,6 +1,6 @@
 // Small device helpers shared by the SM90 kernel roles: fast math, bf16
-// packing, the shared-memory swizzle, and thin wrappers over CuTe's
-// ldmatrix / stmatrix / mma.sync atoms and CUTLASS's mbarrier.
+// packing, the shared-memory swizzles, and thin wrappers over CuTe's
+// ldmatrix / stmatrix / mma.sync / wgmma atoms and CUTLASS's mbarrier.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -10,6 +10,8 @@
 #include <cute/arch/copy_sm90.hpp>
 #include <cute/arch/copy_sm90_tma.hpp>
 #include <cute/arch/mma_sm80.hpp>
+#include <cute/arch/mma_sm90_desc.hpp>
+#include <cute/arch/mma_sm90_gmma.hpp>
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
 
@@ -63,6 +65,30 @@ __device__ __forceinline__ int swz16(int row, int col) {
   return row * 16 + ((((col >> 3) ^ (row >> 2)) & 1) << 3) + (col & 7);
 }
 
+// A [kRows][128] bf16 tile in wgmma's canonical 128-byte-swizzle layout: two
+// [kRows][64] halves (columns 0-63, then 64-127) of 128-byte rows, 16-byte
+// chunk c of row r stored at chunk c ^ (r & 7) (the same XOR as swz128, with
+// half the row pitch). The hardware swizzles address bits, so the tile must
+// be 1024-byte aligned. wgmma reads it as a K-major operand (rows = N: [W; qd])
+// or as an MN-major one (rows = K: kr); ldmatrix and the prep's stores see
+// whole 16-byte chunks, conflict-free as with swz128.
+template <int kRows>
+__device__ __forceinline__ int sw128_index(int row, int col) {
+  return (col >> 6) * (kRows * 64) + row * 64 + ((((col >> 3) & 7) ^ (row & 7)) << 3) + (col & 7);
+}
+
+// wgmma shared-memory descriptor of a sw128_index tile starting at `tile`;
+// lbo / sbo in bytes, as cute's make_gmma_desc defines them per major mode.
+__device__ __forceinline__ uint64_t sw128_desc(const void* tile, uint32_t lbo, uint32_t sbo) {
+  cute::GmmaDescriptor d;
+  d.bitfield.start_address_ = uint16_t(cute::cast_smem_ptr_to_uint(tile) >> 4);
+  d.bitfield.leading_byte_offset_ = uint16_t(lbo >> 4);
+  d.bitfield.stride_byte_offset_ = uint16_t(sbo >> 4);
+  d.bitfield.base_offset_ = 0;
+  d.bitfield.layout_type_ = uint8_t(cute::SM90::GMMA::LayoutType::B128);
+  return d.desc_;
+}
+
 // ---- tensor-core wrappers (CuTe atoms) -------------------------------------------
 struct FragA { uint32_t x[4]; };   // m16 x k16 bf16, row-major A
 struct FragB { uint32_t x[2]; };   // k16 x n8 bf16, "col" B
@@ -72,6 +98,44 @@ __device__ __forceinline__ void mma(FragC& d, const FragA& a, const FragB& b) {
   cute::SM80_16x8x16_F32BF16BF16F32_TN::fma(d.x[0], d.x[1], d.x[2], d.x[3], a.x[0], a.x[1],
                                             a.x[2], a.x[3], b.x[0], b.x[1], d.x[0], d.x[1],
                                             d.x[2], d.x[3]);
+}
+
+// Warpgroup MMAs with A from registers: each warp passes the mma.sync A
+// fragment of its 16 rows, and the accumulators are laid out as mma.sync's
+// m16n8 tiles side by side. Asynchronous: between wgmma_fence() and
+// wgmma_wait() the accumulators and A registers belong to the tensor cores.
+namespace gmma = cute::SM90::GMMA;
+// d (64 x 32, 4 m16n8 tiles) (+)= a (64 x 16) · B, B K-major (32 rows of N, 16 of K each).
+__device__ __forceinline__ void wgmma_m64n32k16(FragC (&d)[4], const FragA& a, uint64_t b_desc, bool accumulate) {
+  gmma::MMA_64x32x16_F32BF16BF16_RS<gmma::Major::K, gmma::Major::K>::fma(
+      a.x[0], a.x[1], a.x[2], a.x[3], b_desc, d[0].x[0], d[0].x[1], d[0].x[2], d[0].x[3], d[1].x[0], d[1].x[1],
+      d[1].x[2], d[1].x[3], d[2].x[0], d[2].x[1], d[2].x[2], d[2].x[3], d[3].x[0], d[3].x[1], d[3].x[2], d[3].x[3],
+      accumulate ? gmma::ScaleOut::One : gmma::ScaleOut::Zero);
+}
+// d (64 x 128, 16 m16n8 tiles) += a (64 x 16) · B, B MN-major (16 rows of K, 128 columns of N).
+__device__ __forceinline__ void wgmma_m64n128k16_mn(FragC (&d)[16], const FragA& a, uint64_t b_desc) {
+  gmma::MMA_64x128x16_F32BF16BF16_RS<gmma::Major::K, gmma::Major::MN>::fma(
+      a.x[0], a.x[1], a.x[2], a.x[3], b_desc,
+      d[0].x[0], d[0].x[1], d[0].x[2], d[0].x[3], d[1].x[0], d[1].x[1], d[1].x[2], d[1].x[3],
+      d[2].x[0], d[2].x[1], d[2].x[2], d[2].x[3], d[3].x[0], d[3].x[1], d[3].x[2], d[3].x[3],
+      d[4].x[0], d[4].x[1], d[4].x[2], d[4].x[3], d[5].x[0], d[5].x[1], d[5].x[2], d[5].x[3],
+      d[6].x[0], d[6].x[1], d[6].x[2], d[6].x[3], d[7].x[0], d[7].x[1], d[7].x[2], d[7].x[3],
+      d[8].x[0], d[8].x[1], d[8].x[2], d[8].x[3], d[9].x[0], d[9].x[1], d[9].x[2], d[9].x[3],
+      d[10].x[0], d[10].x[1], d[10].x[2], d[10].x[3], d[11].x[0], d[11].x[1], d[11].x[2], d[11].x[3],
+      d[12].x[0], d[12].x[1], d[12].x[2], d[12].x[3], d[13].x[0], d[13].x[1], d[13].x[2], d[13].x[3],
+      d[14].x[0], d[14].x[1], d[14].x[2], d[14].x[3], d[15].x[0], d[15].x[1], d[15].x[2], d[15].x[3],
+      gmma::ScaleOut::One);
+}
+__device__ __forceinline__ void wgmma_fence() { cute::warpgroup_arrive(); }
+__device__ __forceinline__ void wgmma_commit() { cute::warpgroup_commit_batch(); }
+__device__ __forceinline__ void wgmma_wait() { cute::warpgroup_wait<0>(); }
+// Keeps the compiler from moving register accesses across a wgmma fence / wait.
+template <int kN>
+__device__ __forceinline__ void fence_registers(FragC (&r)[kN]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) cute::warpgroup_fence_operand(r[i].x[e]);
 }
 
 __device__ __forceinline__ void ldsm_x4(const bf16* smem, uint32_t (&r)[4]) {

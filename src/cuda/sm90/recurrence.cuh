@@ -2,10 +2,11 @@
 //
 // Recurrence warp w owns 16 value rows of the state S (V x K), kept in fp32
 // mma accumulators for the whole sequence: it never leaves registers. Per chunk:
-//   P   = S·[W; qd]ᵀ                    (32 mma.sync, S rounded to bf16 on the fly)
+//   P   = S·[W; qd]ᵀ                    (8 wgmma m64n32k16 per warpgroup, or 32
+//                                        mma.sync per warp at bv32; S rounded to bf16)
 //   Uᵀ  = U0ᵀ − P_W                      (fp32)
-//   Oᵀ  = P_qd + Uᵀ·Mqkᵀ                 (U, Mqk as bf16 hi + lo; rounded once to bf16)
-//   S   = S·diag(2^Γ) + Uᵀ·kr            (fp32)
+//   Oᵀ  = P_qd + Uᵀ·Mqkᵀ                 (mma.sync; U, Mqk as bf16 hi + lo; rounded once to bf16)
+//   S   = S·diag(2^Γ) + Uᵀ·kr            (fp32; one wgmma m64n128k16, or 16 mma.sync)
 // and the 16 x 16 output tile goes to HBM through a small staging buffer.
 #pragma once
 
@@ -89,6 +90,94 @@ struct Recurrence {
     }
   }
 
+  // kBV >= 64: the recurrence warps form whole warpgroups, so the two
+  // state products run as wgmma with B read straight from the prepped stage
+  // (once per warpgroup instead of once per warp through ldmatrix). bv32 has
+  // two recurrence warps and keeps mma.sync.
+  static constexpr bool kWarpgroupMma = kBV >= 64;
+
+  // S as the bf16 A fragment of key slice ks (keys 16ks..16ks+15).
+  __device__ static FragA state_fragment(const FragC (&S)[kNTiles], int ks) {
+    FragA a;
+    a.x[0] = pack_bf16x2(S[2 * ks].x[0], S[2 * ks].x[1]);
+    a.x[1] = pack_bf16x2(S[2 * ks].x[2], S[2 * ks].x[3]);
+    a.x[2] = pack_bf16x2(S[2 * ks + 1].x[0], S[2 * ks + 1].x[1]);
+    a.x[3] = pack_bf16x2(S[2 * ks + 1].x[2], S[2 * ks + 1].x[3]);
+    return a;
+  }
+
+  // P = S·[W; qd]ᵀ in four n-tiles: W tokens 0-7, 8-15, qd tokens 0-7, 8-15.
+  __device__ void state_products(const FragC (&S)[kNTiles], const typename Smem::Prepped& in, const LaneRowCol& br,
+                                 FragC (&P)[4]) const {
+    if constexpr (kWarpgroupMma) {
+      // wq is K-major with 128-byte rows: slice ks starts 32 bytes further
+      // in its half, the second half (keys 64-127) 32 rows x 128 bytes on.
+      // The A fragments of a batch stay reserved until it completes; at
+      // kBV = 128 (120 registers per recurrence thread) two batches of four
+      // fit, eight would make ptxas serialise every wgmma.
+      constexpr int kBatches = kBV == 128 ? 2 : 1, kPerBatch = kDim / 16 / kBatches;
+      const uint64_t desc = sw128_desc(in.wq, 16, 8 * 128);
+      fence_registers(P);
+#pragma unroll
+      for (int batch = 0; batch < kBatches; ++batch) {
+        FragA a[kPerBatch];
+#pragma unroll
+        for (int j = 0; j < kPerBatch; ++j) a[j] = state_fragment(S, batch * kPerBatch + j);
+        wgmma_fence();
+#pragma unroll
+        for (int j = 0; j < kPerBatch; ++j) {
+          const int ks = batch * kPerBatch + j;
+          wgmma_m64n32k16(P, a[j], desc + ((ks % 4) * 32 + (ks / 4) * 2 * kChunk * 128) / 16, ks > 0);
+        }
+        wgmma_commit();
+        wgmma_wait();
+      }
+      fence_registers(P);
+    } else {
+#pragma unroll
+      for (int ks = 0; ks < kDim / 16; ++ks) {
+        const FragA a = state_fragment(S, ks);
+        uint32_t bw[4], bq[4];
+        ldsm_x4(&in.wq[Smem::wq_index(br.row, 16 * ks + br.col)], bw);
+        ldsm_x4(&in.wq[Smem::wq_index(kChunk + br.row, 16 * ks + br.col)], bq);
+        mma(P[0], a, FragB{{bw[0], bw[1]}});
+        mma(P[1], a, FragB{{bw[2], bw[3]}});
+        mma(P[2], a, FragB{{bq[0], bq[1]}});
+        mma(P[3], a, FragB{{bq[2], bq[3]}});
+      }
+    }
+  }
+
+  // S = S·diag(2^Γ) + Uᵀ·kr. With wgmma it is left in flight: the caller
+  // waits (wgmma_wait + fence_registers(S)) before S or the stage is used again.
+  __device__ void update_state(FragC (&S)[kNTiles], const typename Smem::Prepped& in, const FragA& ua,
+                               const LaneRowCol& ar, int qid) const {
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt) {
+      const float2 d = *reinterpret_cast<const float2*>(&in.decay[nt * 8 + 2 * qid]);
+      S[nt].x[0] *= d.x;
+      S[nt].x[1] *= d.y;
+      S[nt].x[2] *= d.x;
+      S[nt].x[3] *= d.y;
+    }
+    if constexpr (kWarpgroupMma) {
+      // kr is MN-major: N halves (keys 0-63, 64-127) 16 rows x 128 bytes
+      // apart (leading offset), token rows 8-15 8 x 128 bytes on (stride offset).
+      fence_registers(S);
+      wgmma_fence();
+      wgmma_m64n128k16_mn(S, ua, sw128_desc(in.kr, kChunk * 128, 8 * 128));
+      wgmma_commit();
+    } else {
+#pragma unroll
+      for (int cb = 0; cb < kDim / 16; ++cb) {
+        uint32_t bk[4];
+        ldsm_x4_trans(&in.kr[Smem::kr_index(ar.row, 16 * cb + ar.col)], bk);
+        mma(S[2 * cb], ua, FragB{{bk[0], bk[1]}});
+        mma(S[2 * cb + 1], ua, FragB{{bk[2], bk[3]}});
+      }
+    }
+  }
+
   // One chunk: consume prepped stage c % kStages, update S, store the output tile.
   __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, const LaneRowCol& ar,
                                              const LaneRowCol& br, int qid) const {
@@ -96,30 +185,15 @@ struct Recurrence {
     wait_barrier(&s.prepped_full[stage], (c / kStages) & 1);
     auto& in = s.prepped[stage];
 
-    // P = S·[W; qd]ᵀ: pw (tokens 0-7, 8-15 of W), pq (of qd)
-    FragC pw[2], pq[2];
-#pragma unroll
-    for (int ks = 0; ks < kDim / 16; ++ks) {
-      FragA a;
-      a.x[0] = pack_bf16x2(S[2 * ks].x[0], S[2 * ks].x[1]);
-      a.x[1] = pack_bf16x2(S[2 * ks].x[2], S[2 * ks].x[3]);
-      a.x[2] = pack_bf16x2(S[2 * ks + 1].x[0], S[2 * ks + 1].x[1]);
-      a.x[3] = pack_bf16x2(S[2 * ks + 1].x[2], S[2 * ks + 1].x[3]);
-      uint32_t bw[4], bq[4];
-      ldsm_x4(&in.wq[swz128(br.row, 16 * ks + br.col)], bw);
-      ldsm_x4(&in.wq[swz128(kChunk + br.row, 16 * ks + br.col)], bq);
-      mma(pw[0], a, FragB{{bw[0], bw[1]}});
-      mma(pw[1], a, FragB{{bw[2], bw[3]}});
-      mma(pq[0], a, FragB{{bq[0], bq[1]}});
-      mma(pq[1], a, FragB{{bq[2], bq[3]}});
-    }
+    FragC P[4];
+    state_products(S, in, br, P);
 
     // Uᵀ = U0ᵀ − S·Wᵀ, then as bf16 A operands (k = tokens): hi for the
     // state update, hi + lo for the output (the intra-chunk term has no
     // fp32 state path to dilute its rounding).
     const float4 u0a = in.u0[warp][0][lane], u0b = in.u0[warp][1][lane];
-    const float u[8] = {u0a.x - pw[0].x[0], u0a.y - pw[0].x[1], u0a.z - pw[0].x[2], u0a.w - pw[0].x[3],
-                        u0b.x - pw[1].x[0], u0b.y - pw[1].x[1], u0b.z - pw[1].x[2], u0b.w - pw[1].x[3]};
+    const float u[8] = {u0a.x - P[0].x[0], u0a.y - P[0].x[1], u0a.z - P[0].x[2], u0a.w - P[0].x[3],
+                        u0b.x - P[1].x[0], u0b.y - P[1].x[1], u0b.z - P[1].x[2], u0b.w - P[1].x[3]};
     FragA ua, ua_lo;
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
@@ -128,7 +202,8 @@ struct Recurrence {
       ua_lo.x[r] = pack_bf16x2(u[2 * r] - h.x, u[2 * r + 1] - h.y);
     }
 
-    // Oᵀ = qd·Sᵀ + Uᵀ·Mqkᵀ with U and Mqk each as bf16 hi + lo (lo·lo dropped)
+    // Oᵀ = qd·Sᵀ + Uᵀ·Mqkᵀ with U and Mqk each as bf16 hi + lo (lo·lo dropped),
+    // before the state update takes ua to the tensor cores.
     {
       uint32_t bm[4], bm_lo[4];
       ldsm_x4(&in.mqk[swz16(br.row, br.col)], bm);
@@ -136,33 +211,19 @@ struct Recurrence {
 #pragma unroll
       for (int n = 0; n < 2; ++n) {
         const FragB hi{{bm[2 * n], bm[2 * n + 1]}}, lo{{bm_lo[2 * n], bm_lo[2 * n + 1]}};
-        mma(pq[n], ua, hi);
-        mma(pq[n], ua_lo, hi);
-        mma(pq[n], ua, lo);
+        mma(P[2 + n], ua, hi);
+        mma(P[2 + n], ua_lo, hi);
+        mma(P[2 + n], ua, lo);
       }
     }
 
-    // S = S·diag(2^Γ) + Uᵀ·kr
-#pragma unroll
-    for (int cb = 0; cb < kDim / 16; ++cb) {
-      uint32_t bk[4];
-      ldsm_x4_trans(&in.kr[swz128(ar.row, 16 * cb + ar.col)], bk);
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int nt = 2 * cb + h;
-        const float2 d = *reinterpret_cast<const float2*>(&in.decay[nt * 8 + 2 * qid]);
-        S[nt].x[0] *= d.x;
-        S[nt].x[1] *= d.y;
-        S[nt].x[2] *= d.x;
-        S[nt].x[3] *= d.y;
-        mma(S[nt], ua, FragB{{bk[2 * h], bk[2 * h + 1]}});
-      }
-    }
+    update_state(S, in, ua, ar, qid);
+
     // Output tile [16 tokens][16 values]: stmatrix.trans into this warp's
     // own (already read) u0 slice, then 16-byte stores; then release the stage.
     bf16* staging = reinterpret_cast<bf16*>(&in.u0[warp][0][0]);  // 1 KB, this warp's alone
-    const uint32_t o[4] = {pack_bf16x2(pq[0].x[0], pq[0].x[1]), pack_bf16x2(pq[0].x[2], pq[0].x[3]),
-                           pack_bf16x2(pq[1].x[0], pq[1].x[1]), pack_bf16x2(pq[1].x[2], pq[1].x[3])};
+    const uint32_t o[4] = {pack_bf16x2(P[2].x[0], P[2].x[1]), pack_bf16x2(P[2].x[2], P[2].x[3]),
+                           pack_bf16x2(P[3].x[0], P[3].x[1]), pack_bf16x2(P[3].x[2], P[3].x[3])};
     __syncwarp();  // every lane has read its u0 fragment
     stsm_x4_trans(&staging[br.row * 16 + br.col], o);
     __syncwarp();
@@ -172,6 +233,10 @@ struct Recurrence {
       const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + tok) + w.vblock * kBV +
                           warp * 16 + (lane & 1) * 8;
       *reinterpret_cast<uint4*>(static_cast<bf16*>(p.out) + off) = val;
+    }
+    if constexpr (kWarpgroupMma) {  // the update has read kr and written S
+      wgmma_wait();
+      fence_registers(S);
     }
     __syncwarp();
     Barrier::arrive(&s.prepped_empty[stage]);

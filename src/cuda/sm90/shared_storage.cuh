@@ -53,8 +53,10 @@ struct SharedStorage {
     float ref_scale[kDim];  // unbounded gates: 2^r per key channel (see ChunkPrep)
   };
   struct Prepped {
-    bf16 wq[2 * kChunk * kDim];      // rows 0-15: W = INV·diag(b)·kd; rows 16-31: qd (swz128)
-    bf16 kr[kChunk * kDim];          // swz128
+    // rows 0-15: W = INV·diag(b)·kd; rows 16-31: qd. wq_index layout: the
+    // K-major B operand of the recurrence's P = S·[W; qd]ᵀ (wgmma reads it in place).
+    alignas(1024) bf16 wq[2 * kChunk * kDim];
+    bf16 kr[kChunk * kDim];          // kr_index layout: the MN-major B operand of S += Uᵀ·kr
     bf16 mqk[kChunk * kChunk];       // Mqk = mqk + mqk_lo (bf16 hi/lo), swz16, lower triangle with diagonal
     bf16 mqk_lo[kChunk * kChunk];
     float decay[kDim];               // 2^Γ per key channel
@@ -64,6 +66,11 @@ struct SharedStorage {
     // own slice u0[w] (1 KB) to stage its output tile.
     float4 u0[kVTiles][2][32];
   };
+
+  // Element index of (row, col) in the prepped wq and kr tiles (wgmma's
+  // canonical 128-byte swizzle, see sw128_index).
+  __device__ static int wq_index(int row, int col) { return sw128_index<2 * kChunk>(row, col); }
+  __device__ static int kr_index(int row, int col) { return sw128_index<kChunk>(row, col); }
 
   // Element index of raw v's (row r, column c) in the swizzled layout, for
   // c = 16 * tile + c0 (c0 in {0, 8}: one 16-byte chunk of a row) in two
