@@ -6,9 +6,7 @@ pools, t in {1, 2, 4, 8}, random slot permutations with padding rows, fixed
 and cu_seqlens layouts, int32 and int64 indices. Also: slots not named stay
 bit-identical, prefill + decode agrees with the CUDA fwd over all tokens, CUDA
 graph capture and replay with new values, and bad indices poison (NaN)
-instead of corrupting anything. The kernel's three state-load variants
-(direct, bulk1, bulk2), each forced with FLASH_KDA_DECODE_STATE_LOAD, pass
-the same checks.
+instead of corrupting anything.
 
 Skips without a CUDA device (conftest.py). FLASH_KDA_TEST_DEVICE=cpu runs the
 same cases through the host path (the CUDA-only tests skip; bad indices raise
@@ -429,66 +427,3 @@ def test_both_check_paths_bad_cu_seqlens(N):
     assert torch.equal(bits(pool), bits(inp["state"]))
     out, pool = run(inp)
     check_against_reference(inp, out, pool, f"packed N={N}")
-
-
-# ---------------------------------------------------------------------------
-# The kernel's three variants (StateLoad in src/cuda/decode/decode_params.h),
-# each forced by FLASH_KDA_DECODE_STATE_LOAD (read on every call): the state
-# rows by bulk copies into shared memory in two passes or one, or by direct
-# loads into registers. Each against the oracle, through both check paths,
-# and each poisons bad calls the same way.
-STATE_LOADS = ["direct", "bulk1", "bulk2"]
-
-
-@pytest.mark.parametrize("load", STATE_LOADS)
-@pytest.mark.parametrize("state", ["fp32", "bf16"])
-@pytest.mark.parametrize("case", ["fixed_fused_check", "packed_fused_check", "fixed_check_kernel"])
-def test_state_load_variants_match_reference(load, state, case, monkeypatch):
-    _cuda_only()
-    monkeypatch.setenv("FLASH_KDA_DECODE_STATE_LOAD", load)
-    seed = 500 + 10 * STATE_LOADS.index(load) + (state == "bf16")
-    if case == "fixed_fused_check":
-        inp = make_inputs([1] * 13, H=4, P=40, state=state, padding=(2, 7), seed=seed)
-    elif case == "packed_fused_check":
-        inp = make_inputs([1, 8, 3, 2, 5, 1, 4, 7, 6, 2, 1], H=3, P=17, state=state, packed=True,
-                          padding=(4,), seed=seed + 2)
-    else:
-        inp = make_inputs([3] * (FUSED_CHECK_MAX + 24), H=8, P=50, state=state, padding=(0, 39),
-                          seed=seed + 4)
-    out, pool = run(inp)
-    check_against_reference(inp, out, pool, f"{load} state={state} {case}")
-
-
-@pytest.mark.parametrize("load", STATE_LOADS)
-@pytest.mark.parametrize("N", [6, FUSED_CHECK_MAX + 1])
-@pytest.mark.parametrize("bad", ["out_of_range", "duplicate", "cu_seqlens"])
-def test_state_load_variants_poison(load, N, bad, monkeypatch):
-    _cuda_only()
-    monkeypatch.setenv("FLASH_KDA_DECODE_STATE_LOAD", load)
-    P = N + 3
-    inp = make_inputs([1] * N, H=2, P=P, packed=bad == "cu_seqlens", padding=(0,), seed=600 + N)
-    if bad == "cu_seqlens":
-        cu = inp["cu_seqlens"].clone()
-        cu[N // 2] = cu[N // 2 - 1]  # an empty sequence
-        out, pool = _poisoned_call(inp, cu_seqlens=cu)
-    else:
-        indices = inp["state_indices"].clone()
-        indices[N - 1] = P + 7 if bad == "out_of_range" else indices[1]
-        out, pool = _poisoned_call(inp, state_indices=indices)
-    flat = _flat(out).float()
-    if bad != "out_of_range":  # the whole call poisoned, no slot written
-        assert torch.isnan(flat).all(), f"{load} {bad}: every output must be NaN"
-        assert torch.equal(bits(pool), bits(inp["state"])), f"{load} {bad}: no slot may be written"
-        return
-    assert torch.isnan(flat[N - 1]).all(), f"{load}: sequence with slot >= P must be NaN"
-    assert torch.equal(flat[0].cpu(), torch.zeros_like(flat[0].cpu())), f"{load}: padding row not zero"
-    good = dict(inp)
-    good["state_indices"] = indices.clone()
-    good["state_indices"][N - 1] = -1
-    ref_out, ref_pool = reference(good)
-    assert not torch.isnan(flat[:N - 1]).any()
-    assert rel_l2(flat[1:N - 1], _flat(ref_out)[1:N - 1]) <= TOL
-    named = torch.tensor(named_slots(good))
-    assert rel_l2(pool.cpu()[named], ref_pool[named]) <= TOL
-    untouched = torch.tensor(sorted(set(range(P)) - set(named.tolist())))
-    assert torch.equal(bits(pool.cpu()[untouched]), bits(inp["state"].cpu()[untouched]))

@@ -1,24 +1,19 @@
 // The decode kernel: one CTA per (sequence, head, block of kPasses x 32
 // (fp32 pool) or kPasses x 64 (bf16 pool) value rows), kPasses = 2 when the
-// grid still fills the SMs with it, else 1. Three variants (StateLoad,
-// decode_params.h): bulk copies with 2 or 1 passes, or direct (1 pass).
+// grid still fills the SMs with it, else 1.
 //
 //   1. read the status word (or, N <= kFusedCheckMaxSequences, issue this CTA's own check of all
 //      the indices: the fused path, no check kernel), the sequence's pool
 //      slot and token range;
-//   2. bulk: one thread issues the bulk copies of this CTA's state rows
-//      (contiguous in the pool) into shared memory, one per pass, each on its
-//      own mbarrier; direct: each thread issues the 16-byte global loads of
-//      its values of its row into registers (no shared-memory hop, for
-//      small, latency-bound grids);
+//   2. one thread issues the bulk copies of this CTA's state rows (contiguous
+//      in the pool) into shared memory, one per pass, each on its own mbarrier;
 //   3. meanwhile warp w prepares token w (t <= 8 warps): L2-normalised q
 //      (times scale) and k, per-channel decay exp2(gate_scale * sigmoid(
 //      exp(A_log) (g + dt_bias))), sigmoid(beta) and the v entries of these
 //      rows, into shared memory;
 //   4. per pass, once its copy landed: each thread reads its part of a row
 //      into registers (fp32 pools 32 rows, 8 threads per 128-wide row; bf16
-//      pools 64 rows, 4 threads per row; direct: its values are already
-//      there from step 2), then per token: S *= decay;
+//      pools 64 rows, 4 threads per row), then per token: S *= decay;
 //      S += b (v - S k) k^T; o = S q, with the two dot products (S k and S q,
 //      before the rank-1 update: o = S_d q + delta (k . q)) reduced over the
 //      row's lanes by shuffles; the rows go straight back to the pool in
@@ -33,15 +28,10 @@
 // registers a thread can hold until the data lands (4 CTAs x 16 KiB per SM);
 // the copy engine writes shared memory instead, so with 2 passes a CTA has
 // 32 KiB in flight from its first instructions, the prologue and pass 0
-// overlapping the rest of the copy. Grids too small to fill the SMs are
-// latency-bound instead: there the direct variant's loads (16 KiB per CTA, as
-// one bulk pass) save the copy's completion, the mbarrier and the
-// shared-memory read.
+// overlapping the rest of the copy.
 #pragma once
 
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
 
 #include "cuda/decode/decode_device_utils.cuh"
 
@@ -52,22 +42,9 @@ namespace flash_kda::decode_gpu {
 // columns; vector j of thread `sub` starts at column (j * kLanesPerRow + sub)
 // * kQuads * 4, so the threads of a row touch contiguous bytes (fp32: 8 x 16
 // = 128, bf16: 4 x 16 = 64) per instruction: conflict-free shared-memory
-// reads, whole sectors in the global loads and stores.
-// Each Io: read (from the shared-memory copy), unpack (raw vectors in column
-// order -> fp32 values), store (to the pool).
+// reads, whole sectors in the global stores.
 template <StateType kState>
 struct StateRowIo;
-
-// Thread `sub`'s kVectors 16-byte vectors of a state row, in column order
-// (vector j at (j * kLanesPerRow + sub) * 16 bytes). From the pool (the
-// direct variant: plain loads, not ld.global.nc, as the kernel writes the rows
-// back) or from an fp32 row's shared-memory copy.
-template <int kLanesPerRow, int kVectors>
-__device__ __forceinline__ void load_row_vectors(const void* row, int sub, uint4 (&raw)[kVectors]) {
-  const uint4* vectors = static_cast<const uint4*>(row) + sub;
-#pragma unroll
-  for (int j = 0; j < kVectors; ++j) raw[j] = vectors[j * kLanesPerRow];
-}
 
 template <>
 struct StateRowIo<StateType::kFloat32> : Fp32Layout {
@@ -77,21 +54,17 @@ struct StateRowIo<StateType::kFloat32> : Fp32Layout {
   static constexpr int kQuads = 1;    // 4 floats per 16-byte vector
   static constexpr int kVectors = 4;
   using Element = float;
-  __device__ __forceinline__ static void unpack(const uint4 (&raw)[kVectors], float (&s)[kValuesPerThread]) {
-#pragma unroll
-    for (int j = 0; j < kVectors; ++j) {
-      s[4 * j] = __uint_as_float(raw[j].x);
-      s[4 * j + 1] = __uint_as_float(raw[j].y);
-      s[4 * j + 2] = __uint_as_float(raw[j].z);
-      s[4 * j + 3] = __uint_as_float(raw[j].w);
-    }
-  }
   // A quarter-warp (8 lanes) is one row: 128 contiguous bytes, all banks once.
   __device__ __forceinline__ static void read(const float* row, int sub, int /*row_local*/,
                                               float (&s)[kValuesPerThread]) {
-    uint4 raw[kVectors];
-    load_row_vectors<kLanesPerRow>(row, sub, raw);
-    unpack(raw, s);
+#pragma unroll
+    for (int j = 0; j < kVectors; ++j) {
+      const float4 x = reinterpret_cast<const float4*>(row)[j * kLanesPerRow + sub];
+      s[4 * j] = x.x;
+      s[4 * j + 1] = x.y;
+      s[4 * j + 2] = x.z;
+      s[4 * j + 3] = x.w;
+    }
   }
   __device__ __forceinline__ static void store(float* row, int sub, const float (&s)[kValuesPerThread]) {
 #pragma unroll
@@ -111,26 +84,10 @@ struct StateRowIo<StateType::kBFloat16> : Bf16Layout {
   static constexpr int kQuads = 2;    // 8 bf16 per 16-byte vector
   static constexpr int kVectors = 4;
   using Element = bf16;
-  // Vector j's 8 values into s[8 j .. 8 j + 7] (x by value: a reference to
-  // read's `odd ? raw[j ^ 1] : raw[j]` puts raw in local memory, 64 bytes of stack).
-  __device__ __forceinline__ static void unpack_vector(uint4 x, int j, float (&s)[kValuesPerThread]) {
-    const uint32_t w[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[e]));
-      s[8 * j + 2 * e] = f.x;
-      s[8 * j + 2 * e + 1] = f.y;
-    }
-  }
-  __device__ __forceinline__ static void unpack(const uint4 (&raw)[kVectors], float (&s)[kValuesPerThread]) {
-#pragma unroll
-    for (int j = 0; j < kVectors; ++j) unpack_vector(raw[j], j, s);
-  }
   // A quarter-warp is rows 2m and 2m + 1, 256 bytes (0 mod 128) apart, so the
   // same vector of both would hit the same banks: the odd row reads its
   // vectors in the order j ^ 1 (the two rows then fill opposite halves of the
   // banks) and selects put them back in column order.
-  // (The pool itself is read in plain order: load_row_vectors.)
   __device__ __forceinline__ static void read(const bf16* row, int sub, int row_local,
                                               float (&s)[kValuesPerThread]) {
     const int odd = row_local & 1;
@@ -142,7 +99,16 @@ struct StateRowIo<StateType::kBFloat16> : Bf16Layout {
 #pragma unroll
     for (int j = 0; j < kVectors; ++j) raw[j] = vectors[j * kLanesPerRow + (j % 2 == 0 ? swap : -swap)];
 #pragma unroll
-    for (int j = 0; j < kVectors; ++j) unpack_vector(odd ? raw[j ^ 1] : raw[j], j, s);
+    for (int j = 0; j < kVectors; ++j) {
+      const uint4 x = odd ? raw[j ^ 1] : raw[j];
+      const uint32_t w[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[e]));
+        s[8 * j + 2 * e] = f.x;
+        s[8 * j + 2 * e + 1] = f.y;
+      }
+    }
   }
   __device__ __forceinline__ static void store(bf16* row, int sub, const float (&s)[kValuesPerThread]) {
 #pragma unroll
@@ -356,20 +322,18 @@ __device__ __forceinline__ void update_row(TokenStorage<kCtaRows>& ts, int len, 
   }
 }
 
-// Bytes of one pass's state rows (one bulk copy); of all passes: the bulk
-// variants' dynamic shared memory.
+// Bytes of one pass's state rows (one bulk copy); of all passes: the
+// kernel's dynamic shared memory.
 template <StateType kState>
 inline constexpr uint32_t kPassBytes =
     uint32_t(StateRowIo<kState>::kRowsPerPass * kHeadDim * sizeof(typename StateRowIo<kState>::Element));
 
-template <StateType kState, StateLoad kLoad>
+template <StateType kState, int kPasses>
 __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
     kda_decode_kernel(const DecodeKernelParams p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   using Io = StateRowIo<kState>;
   using Element = typename Io::Element;
-  constexpr bool kDirect = kLoad == StateLoad::kDirect;
-  constexpr int kPasses = passes_of(kLoad);
   constexpr int kRowsPerPass = Io::kRowsPerPass, kLanesPerRow = Io::kLanesPerRow;
   constexpr int kCtaRows = kPasses * kRowsPerPass;
   constexpr int kBlocks = kValueBlocks<Io, kPasses>;
@@ -378,9 +342,9 @@ __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
   static_assert(kPassBytes<kState> % 16 == 0, "bulk copies move multiples of 16 bytes");
   __shared__ TokenStorage<kCtaRows> ts;
   __shared__ CheckStorage cs;
-  __shared__ uint64_t state_full[kPasses];  // bulk: pass i's copy landed
+  __shared__ uint64_t state_full[kPasses];  // pass i's bulk copy landed
   extern __shared__ __align__(128) unsigned char state_bytes[];
-  auto* state_rows = reinterpret_cast<Element*>(state_bytes);  // bulk: [kCtaRows][kHeadDim]
+  auto* state_rows = reinterpret_cast<Element*>(state_bytes);  // [kCtaRows][kHeadDim]
 
   const int vblock = int(blockIdx.x % unsigned(kBlocks));
   const int64_t sequence = blockIdx.x / unsigned(kBlocks);
@@ -406,28 +370,22 @@ __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
   }
   // Barriers set up while the index loads are in flight; every thread waits
   // on them only after the prologue's __syncthreads.
-  if constexpr (!kDirect) {
-    if (tid == 0) {
+  if (tid == 0) {
 #pragma unroll
-      for (int pass = 0; pass < kPasses; ++pass) mbarrier_init(&state_full[pass], 1);
-      fence_barrier_init();
-    }
+    for (int pass = 0; pass < kPasses; ++pass) mbarrier_init(&state_full[pass], 1);
+    fence_barrier_init();
   }
   // This CTA's own token range and slot, checked locally so that the copies
   // and loads below stay in bounds whatever the call-wide verdict turns out to be.
   const bool tokens_ok = begin >= 0 && len >= 1 && len <= kMaxDecodeTokens && begin + len <= p.total_tokens;
   const bool runnable = tokens_ok && slot >= 0 && slot < p.pool_size;
 
-  // 2. This CTA's state rows, in flight during the prologue and the check;
-  // issued iff runnable. Bulk: into shared memory, one copy per pass (every
-  // path of a runnable CTA waits for them before it exits). Direct: this
-  // thread's vectors of its row into registers.
+  // 2. This CTA's state rows into shared memory, one bulk copy per pass, in
+  // flight during the prologue and the check. Issued iff runnable: every
+  // path of a runnable CTA waits for them before it exits.
   Element* cta_rows = static_cast<Element*>(p.state) +
                       ((slot * p.heads + head) * kHeadDim + vblock * kCtaRows) * kHeadDim;
-  uint4 direct_vectors[Io::kVectors];  // direct only
-  if constexpr (kDirect) {
-    if (runnable) load_row_vectors<kLanesPerRow>(cta_rows + row_local * kHeadDim, sub, direct_vectors);
-  } else if (runnable && tid == 0) {
+  if (runnable && tid == 0) {
 #pragma unroll
     for (int pass = 0; pass < kPasses; ++pass) {
       mbarrier_arrive_expect_tx(&state_full[pass], kPassBytes<kState>);
@@ -448,13 +406,10 @@ __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
 
   if (status & (kDecodeStatusBadCuSeqlens | kDecodeStatusDuplicateIndex)) {
     poison_all_out(p);
-    // No copy may still be writing this CTA's shared memory once it exits
-    // (direct: the loaded vectors are dropped).
-    if constexpr (!kDirect) {
-      if (runnable)
+    // No copy may still be writing this CTA's shared memory once it exits.
+    if (runnable)
 #pragma unroll
-        for (int pass = 0; pass < kPasses; ++pass) mbarrier_wait(&state_full[pass], 0);
-    }
+      for (int pass = 0; pass < kPasses; ++pass) mbarrier_wait(&state_full[pass], 0);
     return;
   }
   // Unreachable after a passed check; never read or write out of bounds.
@@ -470,13 +425,9 @@ __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
     const int row = pass * kRowsPerPass + row_local;
+    mbarrier_wait(&state_full[pass], 0);
     float s[Io::kValuesPerThread];
-    if constexpr (kDirect) {
-      Io::unpack(direct_vectors, s);
-    } else {
-      mbarrier_wait(&state_full[pass], 0);
-      Io::read(state_rows + row * kHeadDim, sub, row_local, s);
-    }
+    Io::read(state_rows + row * kHeadDim, sub, row_local, s);
     update_row<Io>(ts, int(len), row, sub, s);
     Io::store(cta_rows + row * kHeadDim, sub, s);
   }
@@ -491,22 +442,18 @@ __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
 #endif
 }
 
-// Launches kda_decode_kernel<kState, kLoad>; the first launch of a bulk
-// variant on a device allows the kernel its dynamic shared memory (static +
-// dynamic > 48 KiB). The direct variant has none.
-template <StateType kState, StateLoad kLoad>
-cudaError_t launch_variant(const DecodeKernelParams& params, int device, cudaStream_t stream) {
-  constexpr int kPasses = passes_of(kLoad);
-  constexpr int kSmemBytes = kLoad == StateLoad::kDirect ? 0 : int(kPasses * kPassBytes<kState>);
-  auto* kernel = kda_decode_kernel<kState, kLoad>;
-  if constexpr (kSmemBytes > 0) {
-    static std::atomic<uint64_t> configured{0};  // bit d: device d done
-    const uint64_t bit = device >= 0 && device < 64 ? uint64_t(1) << device : 0;
-    if (bit == 0 || (configured.load(std::memory_order_acquire) & bit) == 0) {
-      const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
-      if (err != cudaSuccess) return err;
-      configured.fetch_or(bit, std::memory_order_release);
-    }
+// Launches kda_decode_kernel<kState, kPasses>; the first launch on a device
+// allows the kernel its dynamic shared memory (static + dynamic > 48 KiB).
+template <StateType kState, int kPasses>
+cudaError_t launch_passes(const DecodeKernelParams& params, int device, cudaStream_t stream) {
+  constexpr int kSmemBytes = int(kPasses * kPassBytes<kState>);
+  auto* kernel = kda_decode_kernel<kState, kPasses>;
+  static std::atomic<uint64_t> configured{0};  // bit d: device d done
+  const uint64_t bit = device >= 0 && device < 64 ? uint64_t(1) << device : 0;
+  if (bit == 0 || (configured.load(std::memory_order_acquire) & bit) == 0) {
+    const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+    if (err != cudaSuccess) return err;
+    configured.fetch_or(bit, std::memory_order_release);
   }
   const dim3 grid(unsigned(params.num_sequences) * unsigned(kValueBlocks<StateRowIo<kState>, kPasses>),
                   unsigned(params.heads));
@@ -514,34 +461,12 @@ cudaError_t launch_variant(const DecodeKernelParams& params, int device, cudaStr
   return cudaGetLastError();
 }
 
-// The variant of a call. FLASH_KDA_DECODE_STATE_LOAD=direct|bulk1|bulk2
-// forces one (benchmarks and tests; read on every call, ~100 ns, so that a
-// test can switch it; other values are ignored). Else: two passes while that
-// grid has kTwoPassMinCtasPerSm CTAs per SM; below, direct while the one-pass
-// grid has at most kDirectMaxCtasPerSm per SM, else one bulk pass.
-inline StateLoad choose_state_load(int64_t one_pass_ctas, int64_t two_pass_ctas, int sm_count) {
-  if (const char* forced = std::getenv("FLASH_KDA_DECODE_STATE_LOAD")) {
-    if (std::strcmp(forced, "direct") == 0) return StateLoad::kDirect;
-    if (std::strcmp(forced, "bulk1") == 0) return StateLoad::kBulkOnePass;
-    if (std::strcmp(forced, "bulk2") == 0) return StateLoad::kBulkTwoPasses;
-  }
-  if (two_pass_ctas >= int64_t(kTwoPassMinCtasPerSm) * sm_count) return StateLoad::kBulkTwoPasses;
-  return one_pass_ctas <= int64_t(kDirectMaxCtasPerSm) * sm_count ? StateLoad::kDirect : StateLoad::kBulkOnePass;
-}
-
 template <StateType kState>
 cudaError_t launch_decode(const DecodeKernelParams& params, int device, int sm_count, cudaStream_t stream) {
-  using Io = StateRowIo<kState>;
-  const int64_t pairs = params.num_sequences * int64_t(params.heads);
-  switch (choose_state_load(pairs * kValueBlocks<Io, 1>, pairs * kValueBlocks<Io, 2>, sm_count)) {
-    case StateLoad::kDirect:
-      return launch_variant<kState, StateLoad::kDirect>(params, device, stream);
-    case StateLoad::kBulkOnePass:
-      return launch_variant<kState, StateLoad::kBulkOnePass>(params, device, stream);
-    case StateLoad::kBulkTwoPasses:
-      break;
-  }
-  return launch_variant<kState, StateLoad::kBulkTwoPasses>(params, device, stream);
+  const int64_t two_pass_ctas =
+      params.num_sequences * kValueBlocks<StateRowIo<kState>, 2> * int64_t(params.heads);
+  return two_pass_ctas >= int64_t(kTwoPassMinCtasPerSm) * sm_count ? launch_passes<kState, 2>(params, device, stream)
+                                                                   : launch_passes<kState, 1>(params, device, stream);
 }
 
 }  // namespace flash_kda::decode_gpu

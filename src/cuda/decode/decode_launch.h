@@ -1,5 +1,5 @@
 // Host-side launchers of the CUDA decode kernels. One explicit instantiation
-// of the decode launcher (with its kernel's three variants) per state dtype
+// of the decode launcher (with both pass counts of its kernel) per state dtype
 // (decode_state_bf16.cu, decode_state_fp32.cu).
 #pragma once
 
@@ -18,8 +18,7 @@ cudaError_t launch_decode_check(const DecodeKernelParams& params, cudaStream_t s
 // params.fused_check (N <= kFusedCheckMaxSequences), does the check in every
 // CTA itself (no check launch) and CTA (0, 0) writes the status word.
 // `device` is the current device (the kernels' shared-memory limit is raised
-// once per device), `sm_count` its SMs (they pick the variant:
-// choose_state_load in decode_kernel.cuh).
+// once per device), `sm_count` its SMs (they pick the passes per CTA).
 template <StateType kState>
 cudaError_t launch_decode(const DecodeKernelParams& params, int device, int sm_count, cudaStream_t stream);
 

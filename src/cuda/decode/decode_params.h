@@ -13,8 +13,7 @@ namespace flash_kda::decode_gpu {
 // (sequence, head) state. The copy engine brings the CTA's rows into shared
 // memory (one bulk copy per pass, issued as soon as the slot is known): the
 // bytes in flight per SM are then bounded by shared memory, not by the
-// registers a per-thread load needs until it lands (StateLoad below: small
-// grids load the rows straight into registers instead). Each pass, kLanesPerRow
+// registers a per-thread load needs until it lands. Each pass, kLanesPerRow
 // threads share a 128-wide row, each holding kValuesPerThread fp32 values of
 // it in registers (dot products over K: log2(kLanesPerRow) shuffle steps).
 // fp32 pools: 8 lanes per row, 32 rows per pass; bf16 pools: 4 lanes per row,
@@ -33,26 +32,6 @@ using Bf16Layout = DecodeLayout<4>;   // 64 rows per pass, 32 values per thread
 // while pass 0 computes) when the grid still has kTwoPassMinCtasPerSm CTAs per
 // SM, else 1 (twice the CTAs, to fill the SMs at small N * H).
 inline constexpr int kTwoPassMinCtasPerSm = 4;
-
-// How a CTA's state rows reach registers: the kernel's three variants
-// (FLASH_KDA_DECODE_STATE_LOAD=bulk2|bulk1|direct forces one).
-//   kBulkTwoPasses, kBulkOnePass: bulk copies into shared memory (2 or 1
-//     passes), then each thread reads its values of a row from there;
-//   kDirect: one pass; each thread loads its values straight from the pool
-//     into registers (16-byte loads issued before the token prologue, so they
-//     overlap it); no shared memory for state. For small, latency-bound
-//     grids, where the copy -> mbarrier -> shared-load hop is suspected to
-//     cost (H200, fp32 pool, t = 1, graph time per call, bulk one pass
-//     against FLA's Triton kernel, which loads into registers: N = 1, H = 32:
-//     4.9 vs 4.3 us; N = 8, H = 32: 15.2 vs 13.6 us). Not measured yet.
-enum class StateLoad : int { kDirect, kBulkOnePass, kBulkTwoPasses };
-constexpr int passes_of(StateLoad load) { return load == StateLoad::kBulkTwoPasses ? 2 : 1; }
-// The direct variant replaces the one-pass bulk one while the one-pass grid
-// has at most this many CTAs per SM. Provisional, to be set from an A/B
-// measurement of the three variants: at 8 (= 2 x kTwoPassMinCtasPerSm, the
-// one-pass grid is twice the two-pass one) every grid too small for two
-// passes runs direct, so the heuristic never picks kBulkOnePass.
-inline constexpr int kDirectMaxCtasPerSm = 8;
 // CTAs per (sequence, head) of a layout with kPasses passes.
 template <class Layout, int kPasses>
 inline constexpr int kValueBlocks = kHeadDim / (kPasses * Layout::kRowsPerPass);

@@ -1,4 +1,4 @@
-// The decode kernel for bf16 state pools (all three variants, one file per dtype).
+// The decode kernel for bf16 state pools (both pass counts, one file per dtype).
 #include "cuda/decode/decode_kernel.cuh"
 #include "cuda/decode/decode_launch.h"
 
