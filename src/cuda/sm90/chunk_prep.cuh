@@ -45,20 +45,32 @@ struct ChunkPrep {
 
   static constexpr float kLog2eF = float(kLog2e);
 
-  // The base-2 log decay of one channel from its gate input g. kUnbounded:
-  // softplus or precomputed (a uniform runtime branch), clamped at min_gate.
+  // The base-2 log decays of this lane's 4 channels of 8 tokens, in place
+  // from their gate inputs g. kUnbounded: softplus or precomputed (a uniform
+  // runtime branch, taken once outside the loops so that the 32 channel-tokens'
+  // MUFU chains interleave), clamped at min_gate.
   template <bool kUnbounded>
-  __device__ float gate_log2(float g, float bias) const {
+  __device__ void activate_gates(float (&gate)[kHalf][4]) const {
     if constexpr (!kUnbounded) {
-      return p.gate_scale * fast_rcp(1.0f + fast_exp2(fmaf(gate_mul, g, bias)));
-    } else {
-      float gate = kLog2eF * g;  // precomputed
-      if (p.gate_kind == GateKind::kSoftplus) {
-        // softplus(x)·log2(e) = log2(1 + 2^y), y = x·log2(e), computed without overflow
-        const float y = fmaf(kLog2eF, g, bias);
-        gate = neg_a * (fmaxf(y, 0.f) + fast_log2(1.0f + fast_exp2(-fabsf(y))));
-      }
-      return fmaxf(gate, p.min_gate);
+#pragma unroll
+      for (int t = 0; t < kHalf; ++t)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          gate[t][i] = p.gate_scale * fast_rcp(1.0f + fast_exp2(fmaf(gate_mul, gate[t][i], bias2[i])));
+    } else if (p.gate_kind == GateKind::kSoftplus) {
+      // softplus(x)·log2(e) = log2(1 + 2^y), y = x·log2(e), computed without overflow
+#pragma unroll
+      for (int t = 0; t < kHalf; ++t)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float y = fmaf(kLog2eF, gate[t][i], bias2[i]);
+          gate[t][i] = fmaxf(neg_a * (fmaxf(y, 0.f) + fast_log2(1.0f + fast_exp2(-fabsf(y)))), p.min_gate);
+        }
+    } else {  // precomputed
+#pragma unroll
+      for (int t = 0; t < kHalf; ++t)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) gate[t][i] = fmaxf(kLog2eF * gate[t][i], p.min_gate);
     }
   }
 
@@ -93,27 +105,32 @@ struct ChunkPrep {
 
     // base-2 gates of this half's tokens, cumsum partials
     float gate[kHalf][4];
-    float part[4] = {0.f, 0.f, 0.f, 0.f};
+    if (kUnbounded && p.gate_kind == GateKind::kPrecomputedF32) {  // fp32 gates: straight from global memory
 #pragma unroll
-    for (int t = 0; t < kHalf; ++t) {
-      float4 g4;
-      if (kUnbounded && p.gate_kind == GateKind::kPrecomputedF32) {  // fp32 gates: straight from global memory
-        g4 = make_float4(0.f, 0.f, 0.f, 0.f);
+      for (int t = 0; t < kHalf; ++t) {
+        float4 g4 = make_float4(0.f, 0.f, 0.f, 0.f);
         if (kFull || t0 + t < valid)
           g4 = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(p.g) +
                                                      w.token_offset(p, w.row0 + int64_t(c) * kChunk + t0 + t)) +
                      lane);
-      } else {
-        g4 = unpack4(load_row4<kFull>(raw.g, t0 + t, valid));
+        gate[t][0] = g4.x; gate[t][1] = g4.y; gate[t][2] = g4.z; gate[t][3] = g4.w;
       }
-      const float gv[4] = {g4.x, g4.y, g4.z, g4.w};
+    } else {
+#pragma unroll
+      for (int t = 0; t < kHalf; ++t) {
+        const float4 g4 = unpack4(load_row4<kFull>(raw.g, t0 + t, valid));
+        gate[t][0] = g4.x; gate[t][1] = g4.y; gate[t][2] = g4.z; gate[t][3] = g4.w;
+      }
+    }
+    activate_gates<kUnbounded>(gate);
+    float part[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int t = 0; t < kHalf; ++t)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        gate[t][i] = gate_log2<kUnbounded>(gv[i], bias2[i]);
         if (!kFull && t0 + t >= valid) gate[t][i] = 0.f;
         part[i] += gate[t][i];
       }
-    }
     // Exchange the halves' sums: half 1's G starts at half 0's total; Γ = both.
     *reinterpret_cast<float4*>(&scr.gamma_part[half][4 * lane]) = make_float4(part[0], part[1], part[2], part[3]);
     sync_pair();  // #1
