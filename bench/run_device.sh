@@ -96,14 +96,14 @@ else
 fi
 
 # FLA's Triton kernels: compiled binaries and autotuning results are kept in
-# one cache folder that comes back as $OUT/triton_cache.tar.gz.part*; carried in as
-# .tcache/triton_cache.tar.gz.part* it spares the next fresh machine the ~70 s per
+# one cache folder that comes back as $OUT/triton_cache.tar.xz.part*; carried in as
+# .tcache/triton_cache.tar.xz.part* it spares the next fresh machine the ~70 s per
 # new shape of compiling and autotuning.
 export TRITON_CACHE_DIR=/tmp/triton_cache TRITON_CACHE_AUTOTUNING=1
 mkdir -p "$TRITON_CACHE_DIR"
 WARM_DEFAULT=1
-if compgen -G ".tcache/triton_cache.tar.gz.part*" >/dev/null; then
-  cat .tcache/triton_cache.tar.gz.part* | tar xz -C "$TRITON_CACHE_DIR" &&
+if compgen -G ".tcache/triton_cache.tar.xz.part*" >/dev/null; then
+  cat .tcache/triton_cache.tar.xz.part* | tar xJ -C "$TRITON_CACHE_DIR" &&
     echo "Triton cache: $(du -sh "$TRITON_CACHE_DIR" | cut -f1) carried in" && WARM_DEFAULT=0
 fi
 
@@ -403,12 +403,13 @@ rc=$?
 # so that it can be carried with the wheels); then the JSONs leave $OUT's top
 # level (they are in raw.tar.gz) to stay within 8 files.
 if [[ -n "$(ls -A "$TRITON_CACHE_DIR" 2>/dev/null)" && "${SKIP_TRITON_CACHE:-0}" != 1 ]]; then
-  if tar czf "$WORK/triton_cache.tar.gz" -C "$TRITON_CACHE_DIR" . 2>/dev/null; then
-    size=$(stat -c %s "$WORK/triton_cache.tar.gz")
+  # xz: the cache is mostly IR text (gzip: 61 MB for 24 shapes, over the limit)
+  if tar -I "xz -T0 -6" -cf "$WORK/triton_cache.tar.xz" -C "$TRITON_CACHE_DIR" . 2>/dev/null; then
+    size=$(stat -c %s "$WORK/triton_cache.tar.xz")
     echo "Triton cache: $((size / 1000000)) MB compressed"
     if ((size < 50000000)); then
       rm -f "$OUT"/*.json
-      split -b 15000000 -d -a 1 "$WORK/triton_cache.tar.gz" "$OUT/triton_cache.tar.gz.part"
+      split -b 15000000 -d -a 1 "$WORK/triton_cache.tar.xz" "$OUT/triton_cache.tar.xz.part"
     fi
   fi
 fi
