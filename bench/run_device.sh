@@ -117,7 +117,8 @@ if [[ "${WARM_FLA:-$WARM_DEFAULT}" == 1 && "${SKIP_TESTS:-0}${SKIP_BENCH:-0}${SK
   section "1b. FLA warm-up (background)"
   SOFTPLUS_BENCH_CASES=${SOFTPLUS_BENCH_CASES:-H96 T8192,H64 T8192,H96 varlen6}
   none_if() { [[ "$1" == 1 ]] && echo none || echo "$2"; }
-  python3 bench/warm_fla.py --jobs "${WARM_FLA_JOBS:-6}" \
+  # (niced: beside them pytest ran ~2x slower in session 6 and twice ran out of its share)
+  nice -n 15 python3 bench/warm_fla.py --jobs "${WARM_FLA_JOBS:-6}" \
     --lower-bound-cases "$(none_if "${SKIP_BENCH:-0}" "${BENCH_CASES:-}")" \
     --softplus-cases "$(none_if "${SKIP_SOFTPLUS_BENCH:-0}" "$SOFTPLUS_BENCH_CASES")" \
     --decode-cases "$(none_if "${SKIP_DECODE_BENCH:-0}" "${DECODE_BENCH_CASES:-}")" \
