@@ -20,6 +20,9 @@ ROUNDS=${2:-2}
 OUT=${OUT:-/tmp/flash_kda_out}
 mkdir -p "$OUT"
 RAW=$(mktemp -d /tmp/ab_raw.XXXXXX)
+# The carried wheels run_device.sh installed (scikit-build-core >= 1.1.2 for
+# the base's build): a separate command does not inherit its PYTHONPATH.
+[[ -d /tmp/site ]] && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 CUTLASS_INC=$(python3 -c "import importlib.util, os; s = importlib.util.find_spec('cutlass_library'); print(os.path.join(os.path.dirname(s.origin), 'source', 'include') if s else '')" 2>/dev/null)
 # AB_SKIP_BUILD=1: reuse /tmp/ab_base from an earlier call in the same run
 if [[ "${AB_SKIP_BUILD:-0}" == 1 && -d /tmp/ab_base ]]; then :; else

@@ -14,7 +14,8 @@
 #    --json $OUT/pool_bench.json; bench/bench_decode.py --json $OUT/decode_bench.json;
 #    bench/bench_host_overhead.py --json $OUT/host_overhead.json
 # 7. $OUT/results.md (printed last); every log and JSON also packed into $OUT/raw.tar.gz
-#    (at most 8 files come back: results.md, raw.tar.gz and the main ones)
+#    (at most 8 files come back: results.md, raw.tar.gz and the main JSONs, or,
+#    when the Triton cache comes back in parts, results.md, raw.tar.gz and the parts)
 #
 # Environment:
 #   SKIP_BUILD=1 SKIP_TESTS=1 SKIP_SANITIZER=1 SKIP_BENCH=1   skip a step
@@ -397,7 +398,8 @@ done
 python3 bench/write_results.py --out "$OUT" --steps "$STEPS" --repo "$REPO" --elapsed $((SECONDS - START))
 rc=$?
 # At most 8 files come back: everything also goes into raw.tar.gz, and the
-# secondary files leave $OUT (results.md, raw.tar.gz and the main JSONs stay).
+# secondary files leave $OUT (results.md, raw.tar.gz and the main JSONs stay, unless
+# the Triton cache parts below need their places).
 (cd "$OUT" && tar czf raw.tar.gz --exclude raw.tar.gz ./*.log ./*.json 2>/dev/null &&
   rm -f build.log cpp.log sanitizer.log pytest.log warm_fla.log pool_bench.json host_overhead.json wheel_smoke.log native_build.log) || true
 # The Triton cache comes back in parts of < 15 MB (at most 6, 50 MB in all,
