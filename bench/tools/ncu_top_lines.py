@@ -25,7 +25,8 @@ def main():
             continue
         hdr = rows[hdr_i]
         col = next(i for i, c in enumerate(hdr) if "Warp Stall Sampling (All" in c)
-        src = next((i for i, c in enumerate(hdr) if c in ("Source", "Address", "# Address")), 1)
+        src = next((i for i, c in enumerate(hdr) if c == "Source"),
+                   next((i for i, c in enumerate(hdr) if c in ("Address", "# Address")), 1))
         line_col = next((i for i, c in enumerate(hdr) if c in ("Line", "#")), 0)
 
         def num(x):

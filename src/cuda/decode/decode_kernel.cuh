@@ -368,13 +368,15 @@ __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
     begin = sequence * p.tokens;
     len = p.tokens;
   }
-  // Barriers set up while the index loads are in flight; every thread waits
-  // on them only after the prologue's __syncthreads.
+  // Barriers set up while the index loads are in flight. The CTA barrier
+  // after the init orders it before any use, as the forward kernel does
+  // (without it racecheck reported init / arrive_expect_tx hazards).
   if (tid == 0) {
 #pragma unroll
     for (int pass = 0; pass < kPasses; ++pass) mbarrier_init(&state_full[pass], 1);
     fence_barrier_init();
   }
+  __syncthreads();
   // This CTA's own token range and slot, checked locally so that the copies
   // and loads below stay in bounds whatever the call-wide verdict turns out to be.
   const bool tokens_ok = begin >= 0 && len >= 1 && len <= kMaxDecodeTokens && begin + len <= p.total_tokens;

@@ -190,15 +190,16 @@ struct ChunkPrep {
         qd[i] = qv[i] * rq * up;
       }
       // qd and kr go straight to the prepped stage (released before this pass).
-      store4_at(&out.wq[Smem::wq_index(kChunk + t0 + t, 4 * lane)], qd);
+      const uint2 qd_bf = pack4(qd), ki_bf = pack4(ki);
+      *reinterpret_cast<uint2*>(&out.wq[Smem::wq_index(kChunk + t0 + t, 4 * lane)]) = qd_bf;
       store4_at(&out.kr[Smem::kr_index(t0 + t, 4 * lane)], kr);
       store4(scr.kd, t0 + t, kd);
-      store4(scr.ki, t0 + t, ki);
+      store_bits4(scr.ki, t0 + t, ki_bf);
       // The bf16 rounding residues of qd and ki make Mqk = qd·kiᵀ exact to
       // ~16 bits (q·k cancels: bf16 operands alone cost ~3e-3 relative in
-      // outputs with little history).
-      store4(scr.qd_lo, t0 + t, residue4(qd));
-      store4(scr.ki_lo, t0 + t, residue4(ki));
+      // outputs with little history); taken from the packed values.
+      store_bits4(scr.qd_lo, t0 + t, residue4(qd, qd_bf));
+      store_bits4(scr.ki_lo, t0 + t, residue4(ki, ki_bf));
     }
   }
 
@@ -320,23 +321,29 @@ struct ChunkPrep {
       // ---- this half's n-tile (keys 8h..8h+7) of L and Mqk ----
       FragC l_acc, m_acc;
       {
-        const LaneRowCol ar = lane_a_order(lane), br = lane_b_order(lane);
-#pragma unroll
+        // Addresses of k-step 0, stepped by XOR (swz128_step / sw128_step);
+        // qd_lo and ki_lo sit at fixed distances from kd and ki.
+        const LaneRowCol ar = lane_a_order(lane);
+        const int b_row = 8 * half + (lane & 7), b_col = lane & 8;  // x2: keys 8h..8h+7, both k halves
+        const uint32_t a_kd0 = smem_u32(&scr.kd[swz128(ar.row, ar.col)]);
+        const uint32_t a_qd0 = smem_u32(&s.prepped[stage].wq[Smem::wq_index(kChunk + ar.row, ar.col)]);
+        const uint32_t b_ki0 = smem_u32(&scr.ki[swz128(b_row, b_col)]);
+        const uint32_t qd_lo_from_kd = smem_u32(scr.qd_lo) - smem_u32(scr.kd);
+        const uint32_t ki_lo_from_ki = smem_u32(scr.ki_lo) - smem_u32(scr.ki);
+#pragma unroll 4  // fully unrolled, ptxas keeps all eight steps' addresses live and spills elsewhere
         for (int ks = 0; ks < kDim / 16; ++ks) {
-          FragA a_kd, a_qd;
-          uint32_t b_ki[4];
-          ldsm_x4(&scr.kd[swz128(ar.row, 16 * ks + ar.col)], a_kd.x);
-          ldsm_x4(&s.prepped[stage].wq[Smem::wq_index(kChunk + ar.row, 16 * ks + ar.col)], a_qd.x);
-          ldsm_x4(&scr.ki[swz128(br.row, 16 * ks + br.col)], b_ki);
-          const FragB b{{half ? b_ki[2] : b_ki[0], half ? b_ki[3] : b_ki[1]}};
-          mma(l_acc, a_kd, b);
+          const uint32_t a_kd = swz128_step(a_kd0, ks), b_ki = swz128_step(b_ki0, ks);
+          FragA a_kd_f, a_qd, a_qd_lo;
+          FragB b, b_lo;
+          ldsm_x4_at(a_kd, a_kd_f.x);
+          ldsm_x4_at(sw128_step<2 * kChunk>(a_qd0, ks), a_qd.x);
+          ldsm_x2_at(b_ki, b.x);
+          mma(l_acc, a_kd_f, b);
           mma(m_acc, a_qd, b);
-          FragA a_qd_lo;
-          uint32_t b_ki_lo[4];
-          ldsm_x4(&scr.qd_lo[swz128(ar.row, 16 * ks + ar.col)], a_qd_lo.x);
-          ldsm_x4(&scr.ki_lo[swz128(br.row, 16 * ks + br.col)], b_ki_lo);
+          ldsm_x4_at(a_kd + qd_lo_from_kd, a_qd_lo.x);
+          ldsm_x2_at(b_ki + ki_lo_from_ki, b_lo.x);
           mma(m_acc, a_qd_lo, b);
-          mma(m_acc, a_qd, FragB{{half ? b_ki_lo[2] : b_ki_lo[0], half ? b_ki_lo[3] : b_ki_lo[1]}});
+          mma(m_acc, a_qd, b_lo);
         }
       }
       {
@@ -353,12 +360,12 @@ struct ChunkPrep {
       if constexpr (kRelative) rescale_qd();  // Mqk has read the relative qd
 
       // ---- INV = (I + L)^-1 by 8x8 blocks: [[Y1, 0], [X21, Y2]] ----
+      // Y_h = (I + L_hh)^-1 by forward substitution, column j = lane % 8, in fp32.
       {
-        // Y_h = (I + L_hh)^-1, column j = lane (lanes 0..7), in fp32.
         const int j = lane & 7;
+        float y[kHalf];
         float lblk[kHalf][kHalf];
         load_block8(&scr.lmat[t0 * kChunk + t0], kChunk, lblk);
-        float y[kHalf];
 #pragma unroll
         for (int i = 0; i < kHalf; ++i) {
           float acc = i == j ? 1.f : 0.f;
@@ -373,41 +380,29 @@ struct ChunkPrep {
       }
       sync_pair();  // #4: Y1, Y2 complete
       {
-        // X21 = -Y2·L21·Y1, columns 4h..4h+3 (lanes 0..3 of each half).
-        const int j = 4 * half + (lane & 3);
-        float blk[kHalf][kHalf];
-        load_block8(&scr.lmat[kHalf * kChunk], kChunk, blk);  // L21
-        float y1[kHalf];
+        // X21 = -Y2·(L21·Y1): this half's columns j = 4h + lane % 4, row r =
+        // lane / 4 per lane; T = L21·Y1 entry by entry, then its column from
+        // the lanes that hold it (T[m][j] is in lane 4m + lane % 4).
+        const int r = lane >> 2, j = 4 * half + (lane & 3);
+        float row[kHalf];
+        load_row8(&scr.lmat[(kHalf + r) * kChunk], row);  // L21 row r
+        float t_rj = 0.f;
 #pragma unroll
-        for (int m = 0; m < kHalf; ++m) y1[m] = scr.solve.yblk[0][m][j];
-        float t_col[kHalf];
+        for (int m = 0; m < kHalf; ++m) t_rj = fmaf(row[m], scr.solve.yblk[0][m][j], t_rj);
+        load_row8(&scr.solve.yblk[1][r][0], row);  // Y2 row r
+        float x_rj = 0.f;
 #pragma unroll
-        for (int r = 0; r < kHalf; ++r) {
-          float acc = 0.f;
-#pragma unroll
-          for (int m = 0; m < kHalf; ++m) acc = fmaf(blk[r][m], y1[m], acc);
-          t_col[r] = acc;
-        }
-        load_block8(&scr.solve.yblk[1][0][0], kHalf, blk);  // Y2
-        const float b_j = __shfl_sync(0xffffffffu, b_mine, j);
-        if (lane < 4) {
-#pragma unroll
-          for (int r = 0; r < kHalf; ++r) {
-            float acc = 0.f;
-#pragma unroll
-            for (int m = 0; m < kHalf; ++m) acc = fmaf(blk[r][m], t_col[m], acc);
-            write_invb(kHalf + r, j, -acc * b_j);
-          }
-        }
-        // Diagonal blocks; half 1 also writes the zero upper-right block.
-        const int jd = lane & 7;
+        for (int m = 0; m < kHalf; ++m) x_rj = fmaf(row[m], __shfl_sync(0xffffffffu, t_rj, 4 * m + (lane & 3)), x_rj);
+        write_invb(kHalf + r, j, -x_rj * __shfl_sync(0xffffffffu, b_mine, j));
+        // Diagonal block Y_h·diag(b): lane writes rows 2q, 2q + 1 (q = lane / 8) of column lane % 8.
+        const int jd = lane & 7, q = lane >> 3;
         const float b_d = __shfl_sync(0xffffffffu, b_mine, t0 + jd);
-        if (lane < kHalf) {
-#pragma unroll
-          for (int i = 0; i < kHalf; ++i) write_invb(t0 + i, t0 + jd, scr.solve.yblk[half][i][jd] * b_d);
-        } else if (half == 1 && lane < 2 * kHalf) {
-#pragma unroll
-          for (int i = 0; i < kHalf; ++i) write_invb(i, kHalf + jd, 0.f);
+        write_invb(t0 + 2 * q, t0 + jd, scr.solve.yblk[half][2 * q][jd] * b_d);
+        write_invb(t0 + 2 * q + 1, t0 + jd, scr.solve.yblk[half][2 * q + 1][jd] * b_d);
+        // The zero upper-right block, hi and lo: 16 bytes per row (half 1, lanes 0-15).
+        if (half == 1 && lane < 2 * kHalf) {
+          bf16* tile = lane < kHalf ? scr.solve.invb.hi : scr.solve.invb.lo;
+          *reinterpret_cast<uint4*>(&tile[swz16(lane & 7, kHalf)]) = make_uint4(0u, 0u, 0u, 0u);
         }
       }
       sync_pair();  // #5: INV·diag(b) complete
@@ -516,12 +511,24 @@ struct ChunkPrep {
     const float2 lo = unpack_bf16x2(bits.x), hi = unpack_bf16x2(bits.y);
     return make_float4(lo.x, lo.y, hi.x, hi.y);
   }
-  // Stores this lane's 4 channels (one 8-byte cell) of a row as bf16.
-  __device__ static void store4_at(bf16* cell, const float (&x)[4]) {
-    *reinterpret_cast<uint2*>(cell) = make_uint2(pack_bf16x2(x[0], x[1]), pack_bf16x2(x[2], x[3]));
+  // This lane's 4 channels as bf16, one 8-byte cell.
+  __device__ static uint2 pack4(const float (&x)[4]) {
+    return make_uint2(pack_bf16x2(x[0], x[1]), pack_bf16x2(x[2], x[3]));
   }
+  // Stores this lane's 4 channels (one 8-byte cell) of a row as bf16.
+  __device__ static void store4_at(bf16* cell, const float (&x)[4]) { *reinterpret_cast<uint2*>(cell) = pack4(x); }
   // ... of row t of a swz128 [16][128] scratch tile.
   __device__ void store4(bf16* tile, int t, const float (&x)[4]) const { store4_at(&tile[swz128(t, 4 * lane)], x); }
+  __device__ void store_bits4(bf16* tile, int t, uint2 bits) const {
+    *reinterpret_cast<uint2*>(&tile[swz128(t, 4 * lane)]) = bits;
+  }
+  // 8 consecutive fp32 (16-byte aligned) into registers.
+  __device__ static void load_row8(const float* src, float (&row)[kHalf]) {
+    const float4 a = *reinterpret_cast<const float4*>(src);
+    const float4 b = *reinterpret_cast<const float4*>(src + 4);
+    row[0] = a.x; row[1] = a.y; row[2] = a.z; row[3] = a.w;
+    row[4] = b.x; row[5] = b.y; row[6] = b.z; row[7] = b.w;
+  }
   // An 8x8 fp32 block (row stride `ld` floats, 16-byte aligned rows) into registers.
   __device__ static void load_block8(const float* src, int ld, float (&blk)[kHalf][kHalf]) {
 #pragma unroll
@@ -532,18 +539,11 @@ struct ChunkPrep {
       blk[r][4] = b.x; blk[r][5] = b.y; blk[r][6] = b.z; blk[r][7] = b.w;
     }
   }
-  // x - bf16(x): what a bf16 rounding of x loses.
-  __device__ static void residue4_impl(const float (&x)[4], float (&r)[4]) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) r[i] = x[i] - __bfloat162float(__float2bfloat16_rn(x[i]));
+  // x - bf16(x), packed as bf16: what the bf16 rounding `rounded` (= pack4(x)) of x loses.
+  __device__ static uint2 residue4(const float (&x)[4], uint2 rounded) {
+    const float4 r = unpack4(rounded);
+    return make_uint2(pack_bf16x2(x[0] - r.x, x[1] - r.y), pack_bf16x2(x[2] - r.z, x[3] - r.w));
   }
-  struct Four { float v[4]; };
-  __device__ static Four residue4(const float (&x)[4]) {
-    Four f;
-    residue4_impl(x, f.v);
-    return f;
-  }
-  __device__ void store4(bf16* tile, int t, const Four& x) const { store4(tile, t, x.v); }
   // INV·diag(b)[i][j] as a bf16 hi + lo pair.
   __device__ void write_invb(int i, int j, float val) const {
     auto& scr = s.scratch[stage];

@@ -60,6 +60,11 @@ __device__ __forceinline__ float2 unpack_bf16x2(uint32_t v) {
 __device__ __forceinline__ int swz128(int row, int col) {
   return row * 128 + (((col >> 3) ^ (row & 7)) << 3) + (col & 7);
 }
+// Stepping along a row of a swz128 tile: for col = 16·ks + c (c < 16), the
+// chunk 2·ks + c/8 lands at (2·ks) ^ (c/8 ^ row & 7), so the byte address of
+// step ks is the step-0 address XOR 32·ks, provided the tile is 256-byte
+// aligned (the XOR stays inside the row). One LOP3 instead of the whole index.
+__device__ __forceinline__ uint32_t swz128_step(uint32_t addr0, int ks) { return addr0 ^ uint32_t(32 * ks); }
 // A [16][16] bf16 tile (two chunks per row): rows with bit 2 set swap their chunks.
 __device__ __forceinline__ int swz16(int row, int col) {
   return row * 16 + ((((col >> 3) ^ (row >> 2)) & 1) << 3) + (col & 7);
@@ -75,6 +80,13 @@ __device__ __forceinline__ int swz16(int row, int col) {
 template <int kRows>
 __device__ __forceinline__ int sw128_index(int row, int col) {
   return (col >> 6) * (kRows * 64) + row * 64 + ((((col >> 3) & 7) ^ (row & 7)) << 3) + (col & 7);
+}
+
+// The same stepping in a sw128_index tile (1024-byte aligned): col = 16·ks + c
+// is in half ks / 4 (kRows·128 bytes further) at chunk (2·(ks % 4)) ^ (...).
+template <int kRows>
+__device__ __forceinline__ uint32_t sw128_step(uint32_t addr0, int ks) {
+  return (addr0 ^ uint32_t(32 * (ks % 4))) + uint32_t((ks / 4) * kRows * 128);
 }
 
 // wgmma shared-memory descriptor of a sw128_index tile starting at `tile`;
@@ -141,6 +153,17 @@ __device__ __forceinline__ void fence_registers(FragC (&r)[kN]) {
 __device__ __forceinline__ void ldsm_x4(const bf16* smem, uint32_t (&r)[4]) {
   cute::SM75_U32x4_LDSM_N::copy(*reinterpret_cast<const cute::uint128_t*>(smem), r[0], r[1], r[2], r[3]);
 }
+// The same by shared-memory address, for loops that step the address
+// themselves (see swz128_step): CuTe's atoms take a reference and recompute
+// the swizzled index per call.
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return cute::cast_smem_ptr_to_uint(p); }
+__device__ __forceinline__ void ldsm_x4_at(uint32_t addr, uint32_t (&r)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x2_at(uint32_t addr, uint32_t (&r)[2]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+}
 __device__ __forceinline__ void ldsm_x4_trans(const bf16* smem, uint32_t (&r)[4]) {
   cute::SM75_U16x8_LDSM_T::copy(*reinterpret_cast<const cute::uint128_t*>(smem), r[0], r[1], r[2], r[3]);
 }
@@ -185,6 +208,21 @@ __device__ __forceinline__ void wait_barrier(uint64_t* bar, uint32_t phase) {
       "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n\t"
       "@!p bra WAIT_%=;\n\t}"
       ::"r"(addr), "r"(phase) : "memory");
+}
+
+// The same with a suspend-time hint: the waiting warp may sleep until the
+// phase completes instead of re-issuing try_wait. For the recurrence warps,
+// which wait on the prep for ~half of every chunk (ncu, session 7): their spin
+// was ~14% of all issued instructions, issue slots the prep warps lost.
+__device__ __forceinline__ void wait_barrier_suspend(uint64_t* bar, uint32_t phase) {
+  constexpr uint32_t kSuspendHintNs = 1000000;
+  const uint32_t addr = cute::cast_smem_ptr_to_uint(bar);
+  asm volatile(
+      "{\n\t.reg .pred p;\n\t"
+      "WAIT_%=:\n\t"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1, %2;\n\t"
+      "@!p bra WAIT_%=;\n\t}"
+      ::"r"(addr), "r"(phase), "r"(kSuspendHintNs) : "memory");
 }
 
 // ---- warp reductions ---------------------------------------------------------------

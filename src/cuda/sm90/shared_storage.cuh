@@ -6,6 +6,8 @@
 //   prepped: what the recurrence warps read for the chunk (W;qd, kr, Mqk, 2^Γ, U0ᵀ)
 #pragma once
 
+#include <cstddef>
+
 #include "cuda/sm90/device_utils.cuh"
 #include "common/constants.h"
 
@@ -96,5 +98,16 @@ struct SharedStorage {
   uint64_t prepped_full[kStages];
   uint64_t prepped_empty[kStages];
 };
+
+// swz128_step needs the scratch tiles the prep steps through (kd, ki, qd_lo,
+// ki_lo) 256-byte aligned; the storage itself is 1024-byte aligned.
+template <int kBV>
+constexpr bool scratch_tiles_aligned() {
+  using S = SharedStorage<kBV>;
+  using Sc = typename S::Scratch;
+  return offsetof(S, scratch) % 256 == 0 && sizeof(Sc) % 256 == 0 && offsetof(Sc, kd) % 256 == 0 &&
+         offsetof(Sc, ki) % 256 == 0 && offsetof(Sc, qd_lo) % 256 == 0 && offsetof(Sc, ki_lo) % 256 == 0;
+}
+static_assert(scratch_tiles_aligned<32>() && scratch_tiles_aligned<64>() && scratch_tiles_aligned<128>());
 
 }  // namespace flash_kda::sm90
