@@ -391,9 +391,11 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
   // The kernel loads a chunk's token rows with one TMA instruction per
   // tensor; a row coordinate is a 32-bit integer. No rows: nothing is loaded.
   if (k.total_rows > 0) {
-    encode_token_map(&k.tmap_q, k.q, k.total_rows, shape.heads, kHeadDim, "q");
-    encode_token_map(&k.tmap_k, k.k, k.total_rows, shape.heads, kHeadDim, "k");
-    if (params.g.dtype == DType::kBFloat16) encode_token_map(&k.tmap_g, k.g, k.total_rows, shape.heads, kHeadDim, "g");
+    // q, k, g: boxes of 64 channels with the 128-byte swizzle (SharedStorage::Raw).
+    encode_token_map(&k.tmap_q, k.q, k.total_rows, shape.heads, 64, "q", CU_TENSOR_MAP_SWIZZLE_128B);
+    encode_token_map(&k.tmap_k, k.k, k.total_rows, shape.heads, 64, "k", CU_TENSOR_MAP_SWIZZLE_128B);
+    if (params.g.dtype == DType::kBFloat16)
+      encode_token_map(&k.tmap_g, k.g, k.total_rows, shape.heads, 64, "g", CU_TENSOR_MAP_SWIZZLE_128B);
   }
 
   const int sm_count = device_info(device).sm_count;

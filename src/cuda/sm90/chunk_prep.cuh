@@ -6,8 +6,9 @@
 // matrix product. Per chunk:
 //   1. bulk-load q, k, g, v rows into the raw stage (the next chunk's loads
 //      are issued as soon as this chunk's raw tiles are consumed);
-//   2. L2-normalise q and k, activate the gate and cumsum it (a lane owns 4
-//      key channels; the halves exchange their partial sums), form kd, ki, qd, kr;
+//   2. L2-normalise q and k (norms from a Gram product on the tensor cores),
+//      activate the gate and cumsum it (a lane owns 4 key channels; the
+//      halves exchange their partial sums), form kd, ki, qd, kr;
 //   3. L = diag(b)·strict_lower(kd·kiᵀ) and Mqk = lower(qd·kiᵀ) on tensor cores;
 //   4. INV = (I + L)⁻¹ in fp32 by 8x8 blocks (two small forward substitutions
 //      in parallel, then the off-diagonal block), INV·diag(b) split into bf16
@@ -92,16 +93,35 @@ struct ChunkPrep {
     auto& scr = s.scratch[stage];
     auto& out = s.prepped[stage];
     const int t0 = half * kHalf;
-    float sums[2 * kHalf];
+    // Squared L2 norms of this half's 8 q and 8 k rows on the tensor cores:
+    // A = [q rows; k rows] (16 x 128), C = A·Aᵀ, whose diagonal holds them. B
+    // = Aᵀ needs no load: A's fragment halves (rows 0-7 | rows 8-15) are the B
+    // fragments of n-tile 0 (the q rows) and n-tile 1 (the k rows).
+    FragC gram_q, gram_k;
+    {
+      const LaneRowCol ar = lane_a_order(lane);  // rows 0-7: q, rows 8-15: k
+      const bf16* tile = ar.row < kHalf ? raw.q : raw.k;
+      const uint32_t a0 = smem_u32(&tile[Smem::raw_index(t0 + (ar.row & 7), ar.col)]);
 #pragma unroll
-    for (int t = 0; t < kHalf; ++t) {
-      const float4 q4 = unpack4(load_row4<kFull>(raw.q, t0 + t, valid));
-      const float4 k4 = unpack4(load_row4<kFull>(raw.k, t0 + t, valid));
-      sums[t] = q4.x * q4.x + q4.y * q4.y + q4.z * q4.z + q4.w * q4.w;
-      sums[kHalf + t] = k4.x * k4.x + k4.y * k4.y + k4.z * k4.z + k4.w * k4.w;
+      for (int ks = 0; ks < kDim / 16; ++ks) {
+        FragA a;
+        ldsm_x4_at(sw128_step<kChunk>(a0, ks), a.x);
+        mma(gram_q, a, FragB{{a.x[0], a.x[2]}});
+        mma(gram_k, a, FragB{{a.x[1], a.x[3]}});
+      }
     }
-    // lane l: (l % 16) < 8: 1/|q_(t0 + l%16)|, else 1/|k_(t0 + l%16 - 8)|
-    const float rnorm = rsqrtf(warp_reduce_scatter16(sums, lane) + float(kL2NormEps));
+    // |q_r|² = C[r][r] and |k_r|² = C[8 + r][8 + r] sit in lane 4r + r / 2
+    // (entry r % 2 of its row pair); rows past the end count as zeros.
+    float rnorm_q, rnorm_k;
+    {
+      const int r = lane >> 2;
+      const bool odd = r & 1;
+      float q_sq = odd ? gram_q.x[1] : gram_q.x[0];
+      float k_sq = odd ? gram_k.x[3] : gram_k.x[2];
+      if (!kFull && t0 + r >= valid) q_sq = k_sq = 0.f;
+      rnorm_q = rsqrtf(q_sq + float(kL2NormEps)) * p.scale;
+      rnorm_k = rsqrtf(k_sq + float(kL2NormEps));
+    }
 
     // base-2 gates of this half's tokens, cumsum partials
     float gate[kHalf][4];
@@ -168,8 +188,8 @@ struct ChunkPrep {
     // kd = k·2^G, ki = k·2^-G, qd = scale·q·2^G, kr = k·2^(Γ-G)
 #pragma unroll
     for (int t = 0; t < kHalf; ++t) {
-      const float rq = __shfl_sync(0xffffffffu, rnorm, t) * p.scale;
-      const float rk = __shfl_sync(0xffffffffu, rnorm, kHalf + t);
+      const float rq = __shfl_sync(0xffffffffu, rnorm_q, 4 * t + t / 2);
+      const float rk = __shfl_sync(0xffffffffu, rnorm_k, 4 * t + t / 2);
       const float4 q4 = unpack4(load_row4<kFull>(raw.q, t0 + t, valid));
       const float4 k4 = unpack4(load_row4<kFull>(raw.k, t0 + t, valid));
       const float qv[4] = {q4.x, q4.y, q4.z, q4.w};
@@ -204,7 +224,8 @@ struct ChunkPrep {
   }
 
 
-  // Issues the TMA loads of chunk c's q, k, g rows (one thread of half 0);
+  // Issues the TMA loads of chunk c's q, k, g rows (one thread of half 0, two
+  // 64-column boxes per tensor: the copy engine's 128-byte swizzle);
   // fp32 gates are read by elementwise itself. All 16 rows arrive: rows past
   // the sequence hold the next sequence's tokens or zeros, masked by `valid`.
   // (One tensor-map load per tensor: 16 per-row bulk copies need uniform
@@ -218,9 +239,13 @@ struct ChunkPrep {
     uint64_t* bar = &s.raw_qkg_full[stage];
     Barrier::arrive_and_expect_tx(bar, uint32_t((kStageG ? 3 : 2) * kChunk * kDim * sizeof(bf16)));
     const int row = int(w.row0 + int64_t(c) * kChunk);
-    tma_load_3d(raw.q, &p.tmap_q, bar, 0, w.head, row);
-    tma_load_3d(raw.k, &p.tmap_k, bar, 0, w.head, row);
-    if (kStageG) tma_load_3d(raw.g, &p.tmap_g, bar, 0, w.head, row);
+    constexpr int kBox = Smem::kRawQkgBoxCols;
+#pragma unroll
+    for (int b = 0; b < kDim / kBox; ++b) {
+      tma_load_3d(&raw.q[b * kChunk * kBox], &p.tmap_q, bar, b * kBox, w.head, row);
+      tma_load_3d(&raw.k[b * kChunk * kBox], &p.tmap_k, bar, b * kBox, w.head, row);
+      if (kStageG) tma_load_3d(&raw.g[b * kChunk * kBox], &p.tmap_g, bar, b * kBox, w.head, row);
+    }
   }
 
   // Unbounded gates: qd (rows 16-31 of wq) was written relative to 2^r for
@@ -503,7 +528,7 @@ struct ChunkPrep {
   // This lane's 4 channels (packed bf16) of raw row t; rows past the end read as 0.
   template <bool kFull>
   __device__ uint2 load_row4(const bf16* tile, int t, int valid) const {
-    const uint2 bits = *reinterpret_cast<const uint2*>(&tile[t * kDim + 4 * lane]);
+    const uint2 bits = *reinterpret_cast<const uint2*>(&tile[Smem::raw_index(t, 4 * lane)]);
     if (kFull) return bits;
     return t < valid ? bits : make_uint2(0u, 0u);
   }

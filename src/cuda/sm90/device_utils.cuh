@@ -226,41 +226,6 @@ __device__ __forceinline__ void wait_barrier_suspend(uint64_t* bar, uint32_t pha
 }
 
 // ---- warp reductions ---------------------------------------------------------------
-// A select the compiler cannot turn into a dynamically indexed (local-memory) load.
-__device__ __forceinline__ float select_f32(bool pred, float if_true, float if_false) {
-  float r;
-  asm("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %3, 0;\n\tselp.f32 %0, %1, %2, p;\n\t}"
-      : "=f"(r) : "f"(if_true), "f"(if_false), "r"(int(pred)));
-  return r;
-}
-
-template <int kHalf>
-__device__ __forceinline__ void reduce_scatter_stage(float (&v)[32], int lane) {
-  const bool upper = lane & kHalf;
-#pragma unroll
-  for (int i = 0; i < kHalf; ++i) {
-    const float send = select_f32(upper, v[i], v[i + kHalf]);
-    const float keep = select_f32(upper, v[i + kHalf], v[i]);
-    v[i] = keep + __shfl_xor_sync(0xffffffffu, send, kHalf);
-  }
-}
-
-// 16 partial sums per lane in; lanes l and l ^ 16 out with the warp total of
-// value l % 16 (an xor-16 all-reduce, then a 16-lane reduce-scatter butterfly:
-// 31 shuffles instead of the 80 of 16 all-reduces).
-__device__ __forceinline__ float warp_reduce_scatter16(float (&v)[16], int lane) {
-#pragma unroll
-  for (int i = 0; i < 16; ++i) v[i] += __shfl_xor_sync(0xffffffffu, v[i], 16);
-  float w[32];
-#pragma unroll
-  for (int i = 0; i < 16; ++i) w[i] = v[i];
-  reduce_scatter_stage<8>(w, lane);
-  reduce_scatter_stage<4>(w, lane);
-  reduce_scatter_stage<2>(w, lane);
-  reduce_scatter_stage<1>(w, lane);
-  return w[0];
-}
-
 // Barrier over the two warps (64 threads) of one prep pair.
 __device__ __forceinline__ void pair_barrier(int id) {
   asm volatile("bar.sync %0, 64;" ::"r"(id) : "memory");

@@ -23,7 +23,11 @@ struct SharedStorage {
   static constexpr int kVTiles = kBV / 16;  // 16-row slices of this CTA's V block
 
   struct Raw {
-    bf16 q[kChunk * kDim];   // linear rows: bulk-copy destinations
+    // q, k, g: TMA boxes of 64 columns with the copy engine's 128-byte
+    // swizzle, i.e. sw128_index<kChunk> tiles (read through raw_index), so
+    // that the prep's ldmatrix of 8 rows is conflict-free (the norms' Gram
+    // products) and its row reads stay whole 16-byte chunks.
+    bf16 q[kChunk * kDim];
     bf16 k[kChunk * kDim];
     bf16 g[kChunk * kDim];
     // v: TMA boxes of kRawVBoxCols columns with the copy engine's 128-byte
@@ -34,6 +38,9 @@ struct SharedStorage {
     bf16 v[kChunk * kBV];
   };
   static constexpr int kRawVBoxCols = kBV >= 64 ? 64 : kBV;
+  static constexpr int kRawQkgBoxCols = 64;
+  // Element index of (row, col) in a raw q, k or g tile.
+  __device__ static int raw_index(int row, int col) { return sw128_index<kChunk>(row, col); }
   struct Scratch {
     bf16 kd[kChunk * kDim];  // swizzled (swz128)
     union {
@@ -99,13 +106,15 @@ struct SharedStorage {
   uint64_t prepped_empty[kStages];
 };
 
-// swz128_step needs the scratch tiles the prep steps through (kd, ki, qd_lo,
-// ki_lo) 256-byte aligned; the storage itself is 1024-byte aligned.
+// The raw q, k, g tiles take the copy engine's 128-byte swizzle (1024-byte
+// aligned); swz128_step needs the scratch tiles the prep steps through (kd,
+// ki, qd_lo, ki_lo) 256-byte aligned. The storage itself is 1024-byte aligned.
 template <int kBV>
 constexpr bool scratch_tiles_aligned() {
   using S = SharedStorage<kBV>;
   using Sc = typename S::Scratch;
-  return offsetof(S, scratch) % 256 == 0 && sizeof(Sc) % 256 == 0 && offsetof(Sc, kd) % 256 == 0 &&
+  return offsetof(S, raw) % 1024 == 0 && sizeof(typename S::Raw) % 1024 == 0 && offsetof(typename S::Raw, k) % 1024 == 0 &&
+         offsetof(typename S::Raw, g) % 1024 == 0 && offsetof(S, scratch) % 256 == 0 && sizeof(Sc) % 256 == 0 && offsetof(Sc, kd) % 256 == 0 &&
          offsetof(Sc, ki) % 256 == 0 && offsetof(Sc, qd_lo) % 256 == 0 && offsetof(Sc, ki_lo) % 256 == 0;
 }
 static_assert(scratch_tiles_aligned<32>() && scratch_tiles_aligned<64>() && scratch_tiles_aligned<128>());
