@@ -75,7 +75,7 @@ struct ChunkPrep {
     }
   }
 
-  __device__ void sync_pair() const { pair_barrier(1 + stage); }
+  __device__ void sync_pair() const { pair_barrier(kPairBarrier + stage); }
 
   // L2 norms, gate, cumsum and the decayed operands of this half's 8 tokens:
   // writes kd, ki, qd, kr rows to scratch and returns 2^Γ of this lane's
@@ -520,7 +520,7 @@ struct ChunkPrep {
       fence_async_shared();
       sync_pair();  // #6
       if (half == 0 && next < w.num_chunks) load_v(next);
-      Barrier::arrive(&s.prepped_full[stage]);
+      named_barrier_arrive(kPreppedFullBarrier + stage, kPreppedFullThreads<kBV>);
     }
   }
 

@@ -210,25 +210,18 @@ __device__ __forceinline__ void wait_barrier(uint64_t* bar, uint32_t phase) {
       ::"r"(addr), "r"(phase) : "memory");
 }
 
-// The same with a suspend-time hint: the waiting warp may sleep until the
-// phase completes instead of re-issuing try_wait. For the recurrence warps,
-// which wait on the prep for ~half of every chunk (ncu, session 7): their spin
-// was ~14% of all issued instructions, issue slots the prep warps lost.
-__device__ __forceinline__ void wait_barrier_suspend(uint64_t* bar, uint32_t phase) {
-  constexpr uint32_t kSuspendHintNs = 1000000;
-  const uint32_t addr = cute::cast_smem_ptr_to_uint(bar);
-  asm volatile(
-      "{\n\t.reg .pred p;\n\t"
-      "WAIT_%=:\n\t"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1, %2;\n\t"
-      "@!p bra WAIT_%=;\n\t}"
-      ::"r"(addr), "r"(phase), "r"(kSuspendHintNs) : "memory");
-}
-
 // ---- warp reductions ---------------------------------------------------------------
 // Barrier over the two warps (64 threads) of one prep pair.
 __device__ __forceinline__ void pair_barrier(int id) {
   asm volatile("bar.sync %0, 64;" ::"r"(id) : "memory");
+}
+// Named-barrier hand-off: producers arrive without waiting, consumers sync
+// (and sleep in hardware: no polling loop takes issue slots).
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
 }  // namespace flash_kda::sm90

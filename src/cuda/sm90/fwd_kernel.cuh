@@ -1,6 +1,7 @@
 // The SM90 forward kernel: one CTA per (sequence, head, value block); four
 // prep warp pairs (producer) feed kBV/16 recurrence warps (consumer) through a
-// 4-stage shared-memory pipeline of mbarriers.
+// 4-stage shared-memory pipeline (mbarriers for the copies and the stage
+// release, named barriers for the hand-off of a prepped stage).
 #pragma once
 
 #include "cuda/sm90/chunk_prep.cuh"
@@ -45,7 +46,6 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
     for (int i = 0; i < kStages; ++i) {
       Barrier::init(&smem.raw_qkg_full[i], 1);
       Barrier::init(&smem.raw_v_full[i], 1);
-      Barrier::init(&smem.prepped_full[i], 64);  // both halves of the prep pair
       Barrier::init(&smem.prepped_empty[i], 32 * Traits::kRecurrenceWarps);
     }
     cutlass::arch::fence_barrier_init();

@@ -182,7 +182,7 @@ struct Recurrence {
   __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, const LaneRowCol& ar,
                                              const LaneRowCol& br, int qid) const {
     const int stage = c % kStages;
-    wait_barrier_suspend(&s.prepped_full[stage], (c / kStages) & 1);
+    named_barrier_sync(kPreppedFullBarrier + stage, kPreppedFullThreads<kBV>);
     auto& in = s.prepped[stage];
 
     FragC P[4];

@@ -16,6 +16,15 @@ namespace flash_kda::sm90 {
 inline constexpr int kDim = kHeadDim;      // K == V == 128
 inline constexpr int kStages = 4;                // == prep warp pairs
 inline constexpr int kPrepWarps = 2 * kStages;   // two warps (halves) per stage
+// Named barriers (0 is __syncthreads): prep pair p syncs its halves on
+// kPairBarrier + p; stage s is handed to the recurrence warps on
+// kPreppedFullBarrier + s (the prep pair arrives, the recurrence warps sync).
+// A named barrier has no phases: the prep arrives for chunk c + 4 only after
+// prepped_empty says the recurrence has consumed chunk c.
+inline constexpr int kPairBarrier = 1;
+inline constexpr int kPreppedFullBarrier = kPairBarrier + kStages;
+template <int kBV>
+inline constexpr int kPreppedFullThreads = 64 + 32 * (kBV / 16);  // the pair + the recurrence warps
 
 template <int kBV>
 struct SharedStorage {
@@ -102,7 +111,6 @@ struct SharedStorage {
   Prepped prepped[kStages];
   uint64_t raw_qkg_full[kStages];
   uint64_t raw_v_full[kStages];
-  uint64_t prepped_full[kStages];
   uint64_t prepped_empty[kStages];
 };
 
