@@ -113,6 +113,15 @@ fi
 # off; WARM_FLA_JOBS workers). They keep no autotuning results: the
 # benchmark autotunes on an idle GPU from compiled kernels. Step 6 waits for them.
 WARM_PID=
+# Whether pytest will run tests/gpu/test_gpu_fla.py (its shapes are worth
+# warming only then: in session 7 the warm-up compiled them for an --ignore'd
+# file and step 6 waited 207 s for it, leaving the benchmark 20 s).
+fla_tests_will_run() {
+  [[ "${SKIP_TESTS:-0}" != 1 ]] || return 1
+  [[ " ${PYTEST_ARGS:-} " != *"test_gpu_fla.py"* ]] || return 1
+  local paths=" ${PYTEST_PATHS:-tests/python tests/gpu} "
+  [[ "$paths" == *" tests/gpu "* || "$paths" == *" tests/gpu/ "* || "$paths" == *"test_gpu_fla.py"* ]]
+}
 if [[ "${WARM_FLA:-$WARM_DEFAULT}" == 1 && "${SKIP_TESTS:-0}${SKIP_BENCH:-0}${SKIP_SOFTPLUS_BENCH:-0}${SKIP_DECODE_BENCH:-0}" != 1111 ]] &&
   python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('fla') is None)" 2>/dev/null; then
   section "1b. FLA warm-up (background)"
@@ -123,7 +132,7 @@ if [[ "${WARM_FLA:-$WARM_DEFAULT}" == 1 && "${SKIP_TESTS:-0}${SKIP_BENCH:-0}${SK
     --lower-bound-cases "$(none_if "${SKIP_BENCH:-0}" "${BENCH_CASES:-}")" \
     --softplus-cases "$(none_if "${SKIP_SOFTPLUS_BENCH:-0}" "$SOFTPLUS_BENCH_CASES")" \
     --decode-cases "$(none_if "${SKIP_DECODE_BENCH:-0}" "${DECODE_BENCH_CASES:-}")" \
-    $([[ "${SKIP_TESTS:-0}" != 1 ]] && echo --tests) >"$OUT/warm_fla.log" 2>&1 &
+    $(fla_tests_will_run && echo --tests) >"$OUT/warm_fla.log" 2>&1 &
   WARM_PID=$!
   echo "warm_fla.py started (pid $WARM_PID), log: warm_fla.log"
 fi
