@@ -4,7 +4,9 @@
 # case of bench/profile_case.py one `ncu --set full` of the first forward
 # launch, and into $OUT/ncu_<case>.txt: the details page (throughput, issue
 # slots, warp states, pipes, shared-memory conflicts) and the source lines
-# with the most stall samples (bench/tools/ncu_top_lines.py).
+# with the most stall samples (bench/tools/ncu_top_lines.py), and for anchor,
+# anchor64 and softplus64 the same joined to the kernel's inline line info
+# (bench/tools/ncu_attribute.py, disassembly by bench/tools/disasm_tu.sh).
 #
 #   PROFILE_CASES="anchor,anchor64,softplus64" bash bench/profile_device.sh
 #
@@ -43,6 +45,19 @@ for c in "${cases[@]}"; do
     ncu --import "$rep.ncu-rep" --page details 2>&1
     echo "### $c: source lines by stall samples"
     python3 bench/tools/ncu_top_lines.py "$rep.ncu-rep" "${PROFILE_TOP_LINES:-45}" 2>&1
+    # By outermost kernel-source line (bench/tools/ncu_attribute.py), for the
+    # cases whose instantiation and chunk count are known.
+    case $c in
+      anchor) tu=bv128 chunks=49152 ;;
+      anchor64) tu=bv64 chunks=65536 ;;
+      softplus64) tu=bv64_unbounded chunks=65536 ;;
+      *) tu= ;;
+    esac
+    if [[ -n $tu ]]; then
+      echo "### $c: by kernel-source line (fwd_sm90_$tu, per CTA-chunk)"
+      bash bench/tools/disasm_tu.sh "$tu" "/tmp/prof_$tu.dis" 2>&1 | tail -n 2 &&
+        python3 bench/tools/ncu_attribute.py "/tmp/prof_tab_$c" "/tmp/prof_$tu.dis" "$chunks" --top 45 2>&1
+    fi
   } >"$OUT/ncu_$c.txt"
   tail -n 3 "$OUT/ncu_${c}_run.log"
 done
