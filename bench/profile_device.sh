@@ -3,9 +3,9 @@
 # to bring back): builds through run_device.sh unless SKIP_BUILD=1, then per
 # case of bench/profile_case.py one `ncu --set full` of the first forward
 # launch, and into $OUT/ncu_<case>.txt: the details page (throughput, issue
-# slots, warp states, pipes, shared-memory conflicts) and the source lines
-# with the most stall samples (bench/tools/ncu_top_lines.py), and for anchor,
-# anchor64 and softplus64 the same joined to the kernel's inline line info
+# slots, warp states, pipes, shared-memory conflicts), the SASS instructions
+# with the most stall samples (bench/tools/ncu_top_lines.py) and, for anchor,
+# anchor64 and softplus64, the samples per kernel-source line
 # (bench/tools/ncu_attribute.py, disassembly by bench/tools/disasm_tu.sh).
 #
 #   PROFILE_CASES="anchor,anchor64,softplus64" bash bench/profile_device.sh

@@ -23,6 +23,8 @@ import csv
 import os
 import re
 
+from ncu_top_lines import number  # same folder: the script's own sys.path entry
+
 FRAME = re.compile(r'//## File "([^"]+)", line (\d+)')
 ADDR = re.compile(r"/\*([0-9a-f]{4,6})\*/")
 ROLE_FILES = {"chunk_prep.cuh": "prep", "recurrence.cuh": "rec"}
@@ -43,13 +45,6 @@ def inline_chains(dis_path):
                     chain, pending = pending, []
                 chains[int(m.group(1), 16)] = chain
     return chains
-
-
-def number(text):
-    try:
-        return float(text.replace(",", ""))
-    except ValueError:
-        return 0.0
 
 
 def main():

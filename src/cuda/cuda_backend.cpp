@@ -388,8 +388,8 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
     k.status = check.status;
   }
 
-  // The kernel loads a chunk's token rows with one TMA instruction per
-  // tensor; a row coordinate is a 32-bit integer. No rows: nothing is loaded.
+  // The kernel loads a chunk's token rows with TMA instructions (two 64-column
+  // boxes per tensor); a row coordinate is a 32-bit integer. No rows: nothing is loaded.
   if (k.total_rows > 0) {
     // q, k, g: boxes of 64 channels with the 128-byte swizzle (SharedStorage::Raw).
     encode_token_map(&k.tmap_q, k.q, k.total_rows, shape.heads, 64, "q", CU_TENSOR_MAP_SWIZZLE_128B);

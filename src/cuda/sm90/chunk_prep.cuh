@@ -228,9 +228,9 @@ struct ChunkPrep {
   // 64-column boxes per tensor: the copy engine's 128-byte swizzle);
   // fp32 gates are read by elementwise itself. All 16 rows arrive: rows past
   // the sequence hold the next sequence's tokens or zeros, masked by `valid`.
-  // (One tensor-map load per tensor: 16 per-row bulk copies need uniform
-  // operands, so the compiler serialises them over the lanes: 16% of the
-  // prep warps' stall samples in ncu.)
+  // (Tensor-map loads of whole boxes: 16 per-row bulk copies need uniform
+  // operands, so the compiler serialised them over the lanes: 16% of the
+  // prep warps' stall samples in ncu, session 4.)
   template <bool kUnbounded>
   __device__ void load_qkg(int c) {
     if (lane != 0) return;

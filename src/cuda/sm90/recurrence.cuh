@@ -71,24 +71,21 @@ struct Recurrence {
   // in the checkpoint kernel this runs every few chunks, inside the loop.
   __device__ void store_state(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
     const int64_t base = state_row(slot, 0) * kDim + 2 * (lane & 3);
-    if (kind == StateKind::kFloat32) {
-      float* row = static_cast<float*>(dst) + base;
-#pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-        for (int half = 0; half < 2; ++half)
-          *reinterpret_cast<float2*>(row + half * 8 * kDim + nt * 8) =
-              make_float2(S[nt].x[2 * half], S[nt].x[2 * half + 1]);
-    } else {
-      bf16* row = static_cast<bf16*>(dst) + base;
-#pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-        for (int half = 0; half < 2; ++half)
-          *reinterpret_cast<uint32_t*>(row + half * 8 * kDim + nt * 8) =
-              pack_bf16x2(S[nt].x[2 * half], S[nt].x[2 * half + 1]);
-    }
+    if (kind == StateKind::kFloat32)
+      store_rows(S, static_cast<float*>(dst) + base);
+    else
+      store_rows(S, static_cast<bf16*>(dst) + base);
   }
+  template <typename Element>
+  __device__ static void store_rows(const FragC (&S)[kNTiles], Element* row) {
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+        store_pair(row + half * 8 * kDim + nt * 8, S[nt].x[2 * half], S[nt].x[2 * half + 1]);
+  }
+  __device__ static void store_pair(float* p, float a, float b) { *reinterpret_cast<float2*>(p) = make_float2(a, b); }
+  __device__ static void store_pair(bf16* p, float a, float b) { *reinterpret_cast<uint32_t*>(p) = pack_bf16x2(a, b); }
 
   // kBV >= 64: the recurrence warps form whole warpgroups, so the two
   // state products run as wgmma with B read straight from the prepped stage

@@ -118,13 +118,15 @@ struct SharedStorage {
 // aligned); swz128_step needs the scratch tiles the prep steps through (kd,
 // ki, qd_lo, ki_lo) 256-byte aligned. The storage itself is 1024-byte aligned.
 template <int kBV>
-constexpr bool scratch_tiles_aligned() {
+constexpr bool staged_tiles_aligned() {
   using S = SharedStorage<kBV>;
   using Sc = typename S::Scratch;
-  return offsetof(S, raw) % 1024 == 0 && sizeof(typename S::Raw) % 1024 == 0 && offsetof(typename S::Raw, k) % 1024 == 0 &&
-         offsetof(typename S::Raw, g) % 1024 == 0 && offsetof(S, scratch) % 256 == 0 && sizeof(Sc) % 256 == 0 && offsetof(Sc, kd) % 256 == 0 &&
-         offsetof(Sc, ki) % 256 == 0 && offsetof(Sc, qd_lo) % 256 == 0 && offsetof(Sc, ki_lo) % 256 == 0;
+  using Raw = typename S::Raw;
+  return offsetof(S, raw) % 1024 == 0 && sizeof(Raw) % 1024 == 0 && offsetof(Raw, k) % 1024 == 0 &&
+         offsetof(Raw, g) % 1024 == 0 && offsetof(S, scratch) % 256 == 0 && sizeof(Sc) % 256 == 0 &&
+         offsetof(Sc, kd) % 256 == 0 && offsetof(Sc, ki) % 256 == 0 && offsetof(Sc, qd_lo) % 256 == 0 &&
+         offsetof(Sc, ki_lo) % 256 == 0;
 }
-static_assert(scratch_tiles_aligned<32>() && scratch_tiles_aligned<64>() && scratch_tiles_aligned<128>());
+static_assert(staged_tiles_aligned<32>() && staged_tiles_aligned<64>() && staged_tiles_aligned<128>());
 
 }  // namespace flash_kda::sm90
