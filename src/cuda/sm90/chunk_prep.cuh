@@ -283,7 +283,9 @@ struct ChunkPrep {
 
   // kUnbounded: the softplus and precomputed gates (a kernel of their own:
   // the relative-exponent work must not weigh on FlashKDA's gate).
-  template <bool kUnbounded>
+  // kLmqkUnroll: the unroll factor of the L / Mqk k-loop (register pressure
+  // differs per instantiation: FwdKernelTraits picks it).
+  template <bool kUnbounded, int kLmqkUnroll>
   __device__ __forceinline__ void run() {
     if (stage >= w.num_chunks) return;
     // Per-head constants: this lane's 4 key channels (dt_bias absent: zeros).
@@ -298,10 +300,10 @@ struct ChunkPrep {
     bias2[1] = gate_mul * dtb.y;
     bias2[2] = gate_mul * dtb.z;
     bias2[3] = gate_mul * dtb.w;
-    run_chunks<kUnbounded>();
+    run_chunks<kUnbounded, kLmqkUnroll>();
   }
 
-  template <bool kUnbounded>
+  template <bool kUnbounded, int kLmqkUnroll>
   __device__ __forceinline__ void run_chunks() {
     constexpr bool kRelative = kUnbounded;
     const int first = stage;
@@ -355,7 +357,7 @@ struct ChunkPrep {
         const uint32_t b_ki0 = smem_u32(&scr.ki[swz128(b_row, b_col)]);
         const uint32_t qd_lo_from_kd = smem_u32(scr.qd_lo) - smem_u32(scr.kd);
         const uint32_t ki_lo_from_ki = smem_u32(scr.ki_lo) - smem_u32(scr.ki);
-#pragma unroll 4  // fully unrolled, ptxas keeps all eight steps' addresses live and spills elsewhere
+#pragma unroll kLmqkUnroll  // fully unrolled, ptxas keeps all eight steps' addresses live and spills elsewhere
         for (int ks = 0; ks < kDim / 16; ++ks) {
           const uint32_t a_kd = swz128_step(a_kd0, ks), b_ki = swz128_step(b_ki0, ks);
           FragA a_kd_f, a_qd, a_qd_lo;

@@ -22,6 +22,12 @@ struct FwdKernelTraits {
   static constexpr bool kRebalanceRegisters = kBV == 128;
   static constexpr int kRecurrenceRegs = 128;
   static constexpr int kPrepRegs = 128;
+  // Unroll factor of the prep's L / Mqk k-loop (8 steps), the one with the
+  // fewest ptxas spills per instantiation. bv128 by factor 1/2/4/8, spill
+  // bytes for lower bound / + checkpoints / unbounded / unbounded +
+  // checkpoints: 8/60/0/0, 0/60/0/0, 0/16/0/64, 48/72/24/0.
+  template <bool kUnbounded, bool kCheckpoints>
+  static constexpr int kLmqkUnroll = kBV == 128 && kUnbounded && kCheckpoints ? 2 : 4;
   static_assert(!kRebalanceRegisters ||
                 (kRecurrenceRegs * kRecurrenceWarps + kPrepRegs * kPrepWarps) * 32 <= 65536);
 };
@@ -60,7 +66,8 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
     // Pair p = warps (2p, 2p+1) after the recurrence warps: its halves sit on
     // different schedulers.
     const int prep = warp - Traits::kRecurrenceWarps;
-    ChunkPrep<kBV>{params, smem, item, prep / 2, prep % 2, lane}.template run<kUnbounded>();
+    ChunkPrep<kBV>{params, smem, item, prep / 2, prep % 2, lane}
+        .template run<kUnbounded, Traits::template kLmqkUnroll<kUnbounded, kCheckpoints>>();
   }
 #endif
 }
