@@ -346,7 +346,9 @@ struct ChunkPrep {
       }
 
       // ---- this half's n-tile (keys 8h..8h+7) of L and Mqk ----
-      FragC l_acc, m_acc;
+      // Mqk's three products in three accumulators: one chain of 24
+      // dependent HMMAs becomes three of 8 (the pair waits on this loop).
+      FragC l_acc, m_acc, m_lo_a, m_lo_b;
       {
         // Addresses of k-step 0, stepped by XOR (swz128_step / sw128_step);
         // qd_lo and ki_lo sit at fixed distances from kd and ki.
@@ -369,9 +371,11 @@ struct ChunkPrep {
           mma(m_acc, a_qd, b);
           ldsm_x4_at(a_kd + qd_lo_from_kd, a_qd_lo.x);
           ldsm_x2_at(b_ki + ki_lo_from_ki, b_lo.x);
-          mma(m_acc, a_qd_lo, b);
-          mma(m_acc, a_qd, b_lo);
+          mma(m_lo_a, a_qd_lo, b);
+          mma(m_lo_b, a_qd, b_lo);
         }
+#pragma unroll
+        for (int e = 0; e < 4; ++e) m_acc.x[e] += m_lo_a.x[e] + m_lo_b.x[e];
       }
       {
         const float b_lo = __shfl_sync(0xffffffffu, b_mine, gid);
