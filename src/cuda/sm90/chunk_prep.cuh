@@ -275,10 +275,13 @@ struct ChunkPrep {
                   int(w.row0 + int64_t(c) * kChunk));
   }
 
-  // beta logit of chunk c's token `lane` (lanes >= 16 or past the end: 0).
-  __device__ float load_beta(int c) const {
-    if (lane >= w.valid_rows(c)) return 0.f;
-    return __bfloat162float(static_cast<const bf16*>(p.beta)[w.beta_offset(p, int64_t(c) * kChunk + lane)]);
+  // The bf16 bits of chunk c's beta logit for token `lane` (lanes >= 16 or
+  // past the end read token 0's; their b is zeroed at use). Raw bits, no
+  // branch: with the conversion at the end of a branch, ptxas waited out the
+  // global load right there, every chunk (ncu: long_sb on this line).
+  __device__ uint32_t load_beta_bits(int c) const {
+    const int t = lane < w.valid_rows(c) ? lane : 0;
+    return static_cast<const uint16_t*>(p.beta)[w.beta_offset(p, int64_t(c) * kChunk + t)];
   }
 
   // kUnbounded: the softplus and precomputed gates (a kernel of their own:
@@ -318,13 +321,13 @@ struct ChunkPrep {
           reinterpret_cast<uint4*>(s.raw[stage].v)[i] = make_uint4(0, 0, 0, 0);
       }
     }
-    float beta_next = load_beta(first);
+    uint32_t beta_next = load_beta_bits(first);
 
     for (int c = first, it = 0; c < w.num_chunks; c += kStages, ++it) {
       const int valid = w.valid_rows(c);
       const uint32_t phase = it & 1;
       // b_t = sigmoid(beta_t) for token t = lane (0 past the end).
-      const float b_mine = lane < valid ? fast_sigmoid(beta_next) : 0.f;
+      const float b_mine = lane < valid ? fast_sigmoid(__uint_as_float(beta_next << 16)) : 0.f;
       const int next = c + kStages;
       auto& raw = s.raw[stage];
       auto& scr = s.scratch[stage];
@@ -342,7 +345,7 @@ struct ChunkPrep {
       // Prefetch the chunk after next's q, k, g.
       if (next < w.num_chunks) {
         if (half == 0) load_qkg<kUnbounded>(next);
-        beta_next = load_beta(next);
+        beta_next = load_beta_bits(next);
       }
 
       // ---- this half's n-tile (keys 8h..8h+7) of L and Mqk ----
