@@ -301,6 +301,7 @@ size_t workspace_size(const FwdParams& params, const FwdShape& shape) {
   if (needs_device_check(params, shape)) {
     const sm90::DeviceCheck c = device_check_bounds(params);
     bytes = kStatusBytes + size_t(c.read_words + c.write_words) * sizeof(uint32_t);
+    if (shape.varlen) bytes += size_t(shape.num_sequences) * sizeof(int32_t);  // the longest-first order
   }
   const int device = params.q.device_id;
   if (params.q.device == DeviceType::kCUDA && available(device)) {
@@ -383,6 +384,10 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
     sm90::DeviceCheck check = device_check_bounds(params);
     check.status = static_cast<int32_t*>(workspace);
     check.bitmaps = reinterpret_cast<uint32_t*>(static_cast<char*>(workspace) + kStatusBytes);
+    if (shape.varlen) {
+      check.order = reinterpret_cast<int32_t*>(check.bitmaps + check.read_words + check.write_words);
+      k.sequence_order = check.order;
+    }
     const cudaError_t err = sm90::launch_check_arguments(k, check, stream);
     if (err != cudaSuccess) fail_cuda(err, "launching the device argument check");
     k.status = check.status;

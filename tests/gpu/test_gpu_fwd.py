@@ -136,6 +136,10 @@ LARGE_CASES = {
     "B1-T8192-H8": Case(B=1, T=8192, H=8, gate="normal", dt="uniform", seed=500),
     "varlen6-H4": Case(lengths=[1300, 547, 2048, 963, 271, 3063], H=4, gate="uniform", dt="uniform", seed=501),
     "B4-T1000-H4": Case(B=4, T=1000, H=4, gate="normal", dt="uniform", seed=502),
+    # More sequences than the device check's threads (its longest-first sort
+    # loops), lengths 0..40 in random order with repeats and empty ones.
+    "varlen1500-H2": Case(lengths=[(n * 7919) % 41 for n in range(1500)], H=2, gate="uniform", dt="uniform",
+                          seed=503),
 }
 
 

@@ -7,6 +7,9 @@
 // slot with atomicOr (a bit already set = a duplicate), then, for in-place
 // pools with separate final slots, tests each written slot against the read
 // bitmap. O(N + P / 32) work; a few microseconds for serving-sized batches.
+// Varlen calls also get the longest-first order of their sequences here.
+#include <cub/block/block_scan.cuh>
+
 #include "cuda/sm90/fwd_launch.h"
 #include "cuda/sm90/work_item.cuh"
 
@@ -19,6 +22,45 @@ constexpr int kThreads = 1024;
 __device__ bool mark(uint32_t* bitmap, int64_t s) {
   const uint32_t bit = 1u << (s & 31);
   return (atomicOr(&bitmap[s >> 5], bit) & bit) != 0;
+}
+
+// The sequences by chunk count, longest first, into order[N]: the forward's
+// CTAs take their work in this order, so no long sequence starts last and
+// sets the call's time alone (longest-processing-time-first scheduling).
+// Counting sort; counts from kOrderBuckets - 1 chunks up share the first
+// bucket. The order within a bucket follows the atomics: it only decides
+// which SM runs a work item, never a result.
+constexpr int kOrderBuckets = 4096;
+static_assert(kOrderBuckets % kThreads == 0);
+
+__device__ void order_longest_first(const FwdKernelParams& p, int32_t* order) {
+  using Scan = cub::BlockScan<int, kThreads>;
+  __shared__ int start[kOrderBuckets];
+  __shared__ typename Scan::TempStorage scan;
+  const bool cu32 = p.int32_indices & kCuSeqlensInt32;
+  const int N = p.num_sequences;
+  auto bucket = [&](int n) {
+    const int64_t length = load_index(p.cu_seqlens, cu32, n + 1) - load_index(p.cu_seqlens, cu32, n);
+    const int64_t chunks = length > 0 ? (length + kChunk - 1) / kChunk : 0;
+    return kOrderBuckets - 1 - int(chunks < kOrderBuckets - 1 ? chunks : kOrderBuckets - 1);
+  };
+  for (int b = threadIdx.x; b < kOrderBuckets; b += kThreads) start[b] = 0;
+  __syncthreads();
+  for (int n = threadIdx.x; n < N; n += kThreads) atomicAdd(&start[bucket(n)], 1);
+  __syncthreads();
+  constexpr int kPer = kOrderBuckets / kThreads;  // consecutive buckets per thread
+  int count[kPer], sum = 0;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) sum += count[i] = start[threadIdx.x * kPer + i];
+  int offset;
+  Scan(scan).ExclusiveSum(sum, offset);
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    start[threadIdx.x * kPer + i] = offset;
+    offset += count[i];
+  }
+  __syncthreads();
+  for (int n = threadIdx.x; n < N; n += kThreads) order[atomicAdd(&start[bucket(n)], 1)] = n;
 }
 
 __global__ void __launch_bounds__(kThreads) check_arguments_kernel(const FwdKernelParams p, const DeviceCheck c) {
@@ -78,6 +120,7 @@ __global__ void __launch_bounds__(kThreads) check_arguments_kernel(const FwdKern
   if (mine) atomicOr(&bad, mine);
   __syncthreads();
   if (threadIdx.x == 0) *c.status = bad;
+  if (c.order != nullptr && p.cu_seqlens != nullptr) order_longest_first(p, c.order);
 }
 
 }  // namespace

@@ -49,6 +49,9 @@ struct FwdKernelParams {
   StateKind final_kind;
   const void* cu_seqlens;     // [N + 1] int64 or int32 (kCuSeqlensInt32), or null (fixed length)
   const int32_t* status;      // device status word written by the cu_seqlens check, or null
+  // Varlen: the sequences by chunk count, longest first (written by the
+  // device check); the CTAs take them in this order. Null: sequence order.
+  const int32_t* sequence_order;
   // Serving: state pools by slot, checkpoints (docs/kda.md); null / 0 when unused.
   const void* state_indices;        // [N]: slot of sequence n in the state pools; < 0 = padding
   const void* final_state_indices;  // [N] or null: slot the final state goes to (< 0: none)

@@ -98,9 +98,20 @@ __device__ __forceinline__ bool make_work_item(const FwdKernelParams& p, WorkIte
     poison_outputs(p);
     return false;
   }
-  w.vblock = int(blockIdx.x % unsigned(p.num_vblocks));
-  w.sequence = int(blockIdx.x / unsigned(p.num_vblocks));
-  w.head = int(blockIdx.y);
+  if (p.sequence_order != nullptr) {
+    // CTAs in launch order take (sequence rank, head, value block), the
+    // longest sequences first (the device check's order).
+    const int64_t per_sequence = int64_t(p.heads) * p.num_vblocks;
+    const int64_t cta = int64_t(blockIdx.y) * gridDim.x + blockIdx.x;
+    const int rest = int(cta % per_sequence);
+    w.sequence = p.sequence_order[cta / per_sequence];
+    w.head = rest / p.num_vblocks;
+    w.vblock = rest % p.num_vblocks;
+  } else {
+    w.vblock = int(blockIdx.x % unsigned(p.num_vblocks));
+    w.sequence = int(blockIdx.x / unsigned(p.num_vblocks));
+    w.head = int(blockIdx.y);
+  }
   int64_t batch = w.sequence, first_token = 0;  // of beta[b, t, h]
   int segment = -1;
   if (p.cu_seqlens != nullptr) {
