@@ -362,7 +362,7 @@ struct ChunkPrep {
         const uint32_t b_ki0 = smem_u32(&scr.ki[swz128(b_row, b_col)]);
         const uint32_t qd_lo_from_kd = smem_u32(scr.qd_lo) - smem_u32(scr.kd);
         const uint32_t ki_lo_from_ki = smem_u32(scr.ki_lo) - smem_u32(scr.ki);
-#pragma unroll kLmqkUnroll  // fully unrolled, ptxas keeps all eight steps' addresses live and spills elsewhere
+#pragma unroll kLmqkUnroll  // (fully unrolled, ptxas keeps all eight steps' addresses live and spills)
         for (int ks = 0; ks < kDim / 16; ++ks) {
           const uint32_t a_kd = swz128_step(a_kd0, ks), b_ki = swz128_step(b_ki0, ks);
           FragA a_kd_f, a_qd, a_qd_lo;

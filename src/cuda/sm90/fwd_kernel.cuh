@@ -22,10 +22,13 @@ struct FwdKernelTraits {
   static constexpr bool kRebalanceRegisters = kBV == 128;
   static constexpr int kRecurrenceRegs = 128;
   static constexpr int kPrepRegs = 128;
-  // Unroll factor of the prep's L / Mqk k-loop (8 steps), the one with the
-  // fewest ptxas spills per instantiation. bv128 by factor 1/2/4/8, spill
-  // bytes for lower bound / + checkpoints / unbounded / unbounded +
-  // checkpoints: 8/60/0/0, 0/60/0/0, 0/16/0/64, 48/72/24/0.
+  // Unroll factor of the prep's L / Mqk k-loop (8 steps), picked per
+  // instantiation by ptxas spills. bv128 by factor 1/2/4/8, spill bytes for
+  // lower bound / + checkpoints / unbounded / unbounded + checkpoints, at
+  // 1adac79: 8/60/0/0, 0/60/0/0, 0/16/0/64, 48/72/24/0 (hence the 2 below);
+  // at cacdb9d (bf16 packing, three Mqk accumulators): 0/52/0/0, 0/64/64/0,
+  // 0/20/0/0, 0/0/44/0, so 4 everywhere, 8 for + checkpoints, would now be
+  // spill-free (not yet GPU-run: see bench/NOTES.md).
   template <bool kUnbounded, bool kCheckpoints>
   static constexpr int kLmqkUnroll = kBV == 128 && kUnbounded && kCheckpoints ? 2 : 4;
   static_assert(!kRebalanceRegisters ||
