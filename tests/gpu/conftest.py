@@ -18,10 +18,14 @@ import kda_cases  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _require_cuda():
+def _require_cuda(request):
     ok, reason = kda_cases.cuda_status()
     if not ok:
         if os.environ.get("FLASH_KDA_REQUIRE_CUDA") == "1":
             pytest.fail(f"{reason} (FLASH_KDA_REQUIRE_CUDA=1)", pytrace=False)
         pytest.skip(reason)
+    # @pytest.mark.cuda_only: CUDA-specific behaviour (graphs, device-side
+    # checks, kernel variants), skipped in the FLASH_KDA_TEST_DEVICE=cpu self-check.
+    if request.node.get_closest_marker("cuda_only") and not kda_cases.on_cuda():
+        pytest.skip("CUDA only (FLASH_KDA_TEST_DEVICE=cpu)")
     yield

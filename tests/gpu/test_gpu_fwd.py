@@ -42,8 +42,6 @@ from kda_cases import (  # noqa: E402
     torch,
 )
 
-needs_cuda = pytest.mark.skipif(not on_cuda(), reason="CUDA only (FLASH_KDA_TEST_DEVICE=cpu)")
-
 
 def _state_id(init, final):
     return f"init{init or 'None'}-final{final or 'None'}"
@@ -329,7 +327,7 @@ def test_inplace_state(dtype):
 
 
 # --- CUDA graph ---------------------------------------------------------------------
-@needs_cuda
+@pytest.mark.cuda_only
 @pytest.mark.parametrize("layout", ["fixed", "varlen"])
 def test_cuda_graph(layout):
     """Capture fwd in a torch.cuda.CUDAGraph, then replay it after copying new
@@ -505,7 +503,7 @@ def test_raw_dlpack_objects():
     _assert_same(fs, fs_t, "final_state via __dlpack__ objects vs torch")
 
 
-@needs_cuda
+@pytest.mark.cuda_only
 def test_cupy_arrays():
     """CuPy arrays through DLPack. CuPy may not hold bfloat16: then the bf16
     tensors go as bare __dlpack__ objects and only the fp32/int64 ones

@@ -20,13 +20,10 @@ from kda_cases import (  # noqa: E402
     check_graph_replays,
     make_inputs,
     new_outputs,
-    on_cuda,
     reference,
     run_ours,
     sync,
 )
-
-needs_cuda = pytest.mark.skipif(not on_cuda(), reason="CUDA only (FLASH_KDA_TEST_DEVICE=cpu)")
 
 
 def _check(case, monkeypatch, segments):
@@ -37,7 +34,7 @@ def _check(case, monkeypatch, segments):
     return assert_accurate(case, inp, out, final, ref_out, ref_final, f"segments={segments}")
 
 
-@needs_cuda
+@pytest.mark.cuda_only
 @pytest.mark.parametrize("segments", [2, 3, 4, 8])
 @pytest.mark.parametrize("gate_kind", ["lower_bound", "softplus"])
 def test_segments_match_oracle(segments, gate_kind, monkeypatch):
@@ -48,7 +45,7 @@ def test_segments_match_oracle(segments, gate_kind, monkeypatch):
     _check(case, monkeypatch, segments)
 
 
-@needs_cuda
+@pytest.mark.cuda_only
 def test_segments_value_block_widths(monkeypatch):
     """The segmented passes at each compiled width (the automatic plan picks
     128 for H = 16, narrower blocks for the small cases above): within the
@@ -69,7 +66,7 @@ def test_segments_value_block_widths(monkeypatch):
             assert a.equal(b), f"{what}: width {width} differs from 128 with segments"
 
 
-@needs_cuda
+@pytest.mark.cuda_only
 @pytest.mark.parametrize("init,final", [(None, None), (None, "fp32"), ("fp32", None), ("bf16", "bf16"),
                                         ("fp32", "fp32")])
 def test_segments_state_combinations(init, final, monkeypatch):
@@ -77,7 +74,7 @@ def test_segments_state_combinations(init, final, monkeypatch):
     _check(case, monkeypatch, 4)
 
 
-@needs_cuda
+@pytest.mark.cuda_only
 def test_segments_strong_decay_and_long_memory(monkeypatch):
     """Gates near 0 (state carried across all segments almost undecayed) and
     strongly negative: the transition products must stay accurate both ways."""
@@ -86,7 +83,7 @@ def test_segments_strong_decay_and_long_memory(monkeypatch):
         _check(case, monkeypatch, 8)
 
 
-@needs_cuda
+@pytest.mark.cuda_only
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_segments_inplace_state(dtype, monkeypatch):
     """final_state may alias initial_state: the last pass reads segment 0's
@@ -103,7 +100,7 @@ def test_segments_inplace_state(dtype, monkeypatch):
     assert_accurate(case, inp, out, state, ref_out, ref_final, "in-place with segments vs oracle")
 
 
-@needs_cuda
+@pytest.mark.cuda_only
 def test_segments_automatic_plan(monkeypatch):
     """B=1, H=2, T=16384: the automatic plan cuts the sequence (2 pairs, long
     chain) with no variable set; the result must meet the same bar."""
@@ -115,7 +112,7 @@ def test_segments_automatic_plan(monkeypatch):
     assert_accurate(case, inp, out, final, ref_out, ref_final, "automatic segment plan")
 
 
-@needs_cuda
+@pytest.mark.cuda_only
 def test_segments_cuda_graph(monkeypatch):
     """The segmented call (four launches on the caller's stream) captures and
     replays in a CUDA graph with new inputs."""

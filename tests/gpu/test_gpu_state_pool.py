@@ -31,7 +31,6 @@ from kda_cases import (  # noqa: E402
     torch,
 )
 
-needs_cuda = pytest.mark.skipif(not on_cuda(), reason="CUDA only (FLASH_KDA_TEST_DEVICE=cpu)")
 D = HEAD_DIM
 
 
@@ -261,7 +260,7 @@ BAD_INDICES = {
 }
 
 
-@needs_cuda
+@pytest.mark.cuda_only
 @pytest.mark.parametrize("name", list(BAD_INDICES))
 def test_bad_device_indices_poison_and_write_no_slot(name):
     case = Case(lengths=[20, 70, 24], H=2, init=None, final=None, seed=3400)
@@ -313,7 +312,7 @@ def test_bad_host_indices_raise():
 
 
 # --- CUDA graph -----------------------------------------------------------------------
-@needs_cuda
+@pytest.mark.cuda_only
 def test_cuda_graph_with_pool_and_checkpoints():
     """Capture a pooled call with checkpoints; replay after copying new inputs,
     new slots (a padding row, a zero start) and new lengths into the static tensors."""

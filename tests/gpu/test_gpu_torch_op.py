@@ -22,8 +22,6 @@ from kda_cases import (  # noqa: E402
     torch,
 )
 
-needs_cuda = pytest.mark.skipif(not on_cuda(), reason="CUDA only (FLASH_KDA_TEST_DEVICE=cpu)")
-
 
 def _step(inp, out, fs):
     call_fwd(inp, out, fs)
@@ -50,7 +48,7 @@ def test_compile_fullgraph(layout):
         assert_accurate(case, inp, out, fs, ref_out, ref_final, f"compiled {case.label()}")
 
 
-@needs_cuda
+@pytest.mark.cuda_only
 def test_compiled_function_in_cuda_graph():
     """A torch.compile'd function around flash_kda.fwd captured in a CUDA graph
     replays correctly on new input values."""
