@@ -13,10 +13,13 @@
 //   4. INV = (I + L)⁻¹ in fp32 by 8x8 blocks (two small forward substitutions
 //      in parallel, then the off-diagonal block), INV·diag(b) split into bf16
 //      hi + lo so the products below keep ~16 bits;
-//   5. W = INV·diag(b)·kd and U0ᵀ = vᵀ·(INV·diag(b))ᵀ (the WY form takes the
-//      inverse off the recurrence's critical path);
-//   6. publish W;qd, kr, Mqk, 2^Γ, U0ᵀ in the prepped stage (qd and kr are
-//      written there directly by step 2, once the recurrence has released it).
+//   5. W = INV·diag(b)·kd (the WY form takes the inverse off the
+//      recurrence's critical path);
+//   6. publish W;qd, kr, Mqk, 2^Γ in the prepped stage (qd and kr are written
+//      there directly by step 2, once the recurrence has released it).
+// U0ᵀ = vᵀ·(INV·diag(b))ᵀ is left to the recurrence warps, which wait on the
+// prep anyway: they read v from the raw stage and INV·diag(b) from this
+// pair's scratch, both kept until they release the stage.
 #pragma once
 
 #include "cuda/sm90/shared_storage.cuh"
@@ -35,7 +38,7 @@ struct ChunkPrep {
   const WorkItem& w;
   const int stage;  // == prep pair index
   const int half;   // 0 or 1
-  const int lane;
+  int lane;         // (laundered per chunk, see run_chunks)
 
   // Gate constants of this lane's 4 key channels (set once per work item):
   //   lower bound: 2^(gate_mul·g + bias2) = exp(-a (g + dt_bias)), gate_mul = -a·log2(e)
@@ -154,9 +157,10 @@ struct ChunkPrep {
     // Exchange the halves' sums: half 1's G starts at half 0's total; Γ = both.
     *reinterpret_cast<float4*>(&scr.gamma_part[half][4 * lane]) = make_float4(part[0], part[1], part[2], part[3]);
     sync_pair();  // #1
-    // The main pass writes into the prepped stage: wait until the recurrence
-    // has released it (chunk c - 4). The prep is the slower side, so this
-    // wait is normally already satisfied.
+    // The main pass writes into the prepped stage, and into scratch ki whose
+    // space holds INV·diag(b), which the recurrence reads for U0: wait until
+    // the recurrence has released chunk c - 4. The prep is the slower side,
+    // so this wait is normally already satisfied.
     if (it > 0) wait_barrier(&s.prepped_empty[stage], (it - 1) & 1);
     const float4 p0 = *reinterpret_cast<const float4*>(&scr.gamma_part[0][4 * lane]);
     const float4 p1 = *reinterpret_cast<const float4*>(&scr.gamma_part[1][4 * lane]);
@@ -263,9 +267,10 @@ struct ChunkPrep {
   }
 
   // Issues the TMA load of chunk c's v rows, this CTA's value block (one
-  // thread of half 0; rows past the sequence are zeroed by the prep).
+  // thread of half 0), read by the recurrence (rows past the sequence are
+  // masked there).
   __device__ void load_v(int c) {
-    if (lane != 0 || p.zero_values) return;  // zero_values: raw v stays zero (run_chunks)
+    if (lane != 0 || p.zero_values) return;  // zero_values: the recurrence takes U0 = 0
     uint64_t* bar = &s.raw_v_full[stage];
     Barrier::arrive_and_expect_tx(bar, uint32_t(kChunk * kBV * sizeof(bf16)));
     constexpr int kBox = Smem::kRawVBoxCols;
@@ -316,14 +321,15 @@ struct ChunkPrep {
     if (half == 0) {
       load_qkg<kUnbounded>(first);
       load_v(first);
-      if (p.zero_values) {  // transition runs: v = 0 for the whole sequence, so U0 = 0
-        for (int i = lane; i < kChunk * kBV / 8; i += 32)
-          reinterpret_cast<uint4*>(s.raw[stage].v)[i] = make_uint4(0, 0, 0, 0);
-      }
     }
     uint32_t beta_next = load_beta_bits(first);
 
     for (int c = first, it = 0; c < w.num_chunks; c += kStages, ++it) {
+      // Opaque to the compiler from here on: otherwise it hoists the ~50
+      // lane-dependent tile offsets out of the loop and spills them (bv128:
+      // 280 bytes once U0 left the prep). Recomputing them costs a few
+      // integer instructions per chunk.
+      asm volatile("" : "+r"(lane));
       const int valid = w.valid_rows(c);
       const uint32_t phase = it & 1;
       // b_t = sigmoid(beta_t) for token t = lane (0 past the end).
@@ -341,6 +347,9 @@ struct ChunkPrep {
         elementwise<false, kUnbounded>(c, valid, it, exp_gamma);
       }
       sync_pair();  // #2: scratch rows complete, raw q/k/g consumed by both halves
+      // The recurrence has released chunk c - 4 (elementwise waited for it),
+      // its raw v (read for U0) included: chunk c's can take its place.
+      if (it > 0 && half == 0) load_v(c);
 
       // Prefetch the chunk after next's q, k, g.
       if (next < w.num_chunks) {
@@ -475,40 +484,6 @@ struct ChunkPrep {
         }
       }
 
-      // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in the recurrence warps' fragment order, this half's value tiles
-      if (!p.zero_values) wait_barrier(&s.raw_v_full[stage], phase);
-      if (valid < kChunk) {  // tail: rows past the end hold the next sequence's tokens; make them exact zeros
-        if (half == 0) {
-          // rows valid..15 of each box (the swizzle moves chunks within a row only)
-          constexpr int kBox = Smem::kRawVBoxCols;
-          for (int b = 0; b < kBV / kBox; ++b)
-            for (int idx = lane; idx < (kChunk - valid) * kBox / 8; idx += 32)
-              reinterpret_cast<uint4*>(&raw.v[b * kChunk * kBox + valid * kBox])[idx] = make_uint4(0, 0, 0, 0);
-        }
-        sync_pair();  // (the pair takes this branch together: valid is uniform)
-      }
-      {
-        const LaneRowCol br = lane_b_order(lane);
-        uint32_t b_hi[4], b_lo[4];
-        ldsm_x4(&scr.solve.invb.hi[swz16(br.row, br.col)], b_hi);
-        ldsm_x4(&scr.solve.invb.lo[swz16(br.row, br.col)], b_lo);
-        const int v_lane = Smem::raw_v_lane(br.row, br.col);
-#pragma unroll
-        for (int mth = 0; mth < kVTiles / 2; ++mth) {
-          const int mt = half * (kVTiles / 2) + mth;
-          FragA a_v;
-          ldsm_x4_trans(&raw.v[Smem::raw_v_tile(v_lane, mt)], a_v.x);
-          FragC u[2];
-#pragma unroll
-          for (int n = 0; n < 2; ++n) {
-            mma(u[n], a_v, FragB{{b_hi[2 * n], b_hi[2 * n + 1]}});
-            mma(u[n], a_v, FragB{{b_lo[2 * n], b_lo[2 * n + 1]}});
-          }
-          out.u0[mt][0][lane] = make_float4(u[0].x[0], u[0].x[1], u[0].x[2], u[0].x[3]);
-          out.u0[mt][1][lane] = make_float4(u[1].x[0], u[1].x[1], u[1].x[2], u[1].x[3]);
-        }
-      }
-
       // 2^Γ and Mqk (this half's n-tile).
       if (half == 0) {
         *reinterpret_cast<float4*>(&out.decay[4 * lane]) =
@@ -525,10 +500,9 @@ struct ChunkPrep {
           *reinterpret_cast<uint32_t*>(&out.mqk_lo[swz16(gid + 8 * r, col)]) = pack_bf16x2(x0 - hf.x, x1 - hf.y);
         }
       }
-      // raw v consumed by both halves (and maybe zeroed): order before the async-proxy refill.
-      fence_async_shared();
-      sync_pair();  // #6
-      if (half == 0 && next < w.num_chunks) load_v(next);
+      // #6: both halves' stores done before the hand-off. bar.arrive alone orders them under PTX's
+      // memory model, but compute-sanitizer's racecheck does not credit it (78 hazards without this).
+      sync_pair();
       named_barrier_arrive(kPreppedFullBarrier + stage, kPreppedFullThreads<kBV>);
     }
   }

@@ -2,6 +2,8 @@
 //
 // Recurrence warp w owns 16 value rows of the state S (V x K), kept in fp32
 // mma accumulators for the whole sequence: it never leaves registers. Per chunk:
+//   U0ᵀ = vᵀ·(INV·diag(b))ᵀ             (mma.sync, INV·diag(b) as bf16 hi + lo,
+//                                        from the raw v and the prep's scratch)
 //   P   = S·[W; qd]ᵀ                    (8 wgmma m64n32k16 per warpgroup, or 32
 //                                        mma.sync per warp at bv32; S rounded to bf16)
 //   Uᵀ  = U0ᵀ − P_W                      (fp32)
@@ -175,6 +177,38 @@ struct Recurrence {
     }
   }
 
+  // U0ᵀ = vᵀ·(INV·diag(b))ᵀ for this warp's 16 value rows, from chunk c's raw
+  // v and the prep's INV·diag(b) (hi + lo) in its scratch: here, where the
+  // warps wait on the prep anyway, rather than in the prep. Tokens past the
+  // end are masked out of v (those rows hold the next sequence's tokens,
+  // which need not be finite). Transition runs (v = 0): u stays zero.
+  __device__ void initial_values(int c, const LaneRowCol& br, int qid, FragC (&u)[2]) const {
+    if (p.zero_values) return;
+    const int stage = c % kStages;
+    wait_barrier(&s.raw_v_full[stage], (c / kStages) & 1);
+    const auto& invb = s.scratch[stage].solve.invb;
+    uint32_t b_hi[4], b_lo[4];
+    ldsm_x4(&invb.hi[swz16(br.row, br.col)], b_hi);
+    ldsm_x4(&invb.lo[swz16(br.row, br.col)], b_lo);
+    FragA a_v;  // vᵀ: rows = value rows, k = tokens
+    ldsm_x4_trans(&s.raw[stage].v[Smem::raw_v_tile(Smem::raw_v_lane(br.row, br.col), warp)], a_v.x);
+    const int valid = w.valid_rows(c);
+    if (valid < kChunk) {  // a.x[0], x[1]: tokens 2q, 2q + 1; x[2], x[3]: 2q + 8, 2q + 9
+      const int t = 2 * qid;
+      const uint32_t m0 = (t < valid ? 0x0000ffffu : 0u) | (t + 1 < valid ? 0xffff0000u : 0u);
+      const uint32_t m1 = (t + 8 < valid ? 0x0000ffffu : 0u) | (t + 9 < valid ? 0xffff0000u : 0u);
+      a_v.x[0] &= m0;
+      a_v.x[1] &= m0;
+      a_v.x[2] &= m1;
+      a_v.x[3] &= m1;
+    }
+#pragma unroll
+    for (int n = 0; n < 2; ++n) {
+      mma(u[n], a_v, FragB{{b_hi[2 * n], b_hi[2 * n + 1]}});
+      mma(u[n], a_v, FragB{{b_lo[2 * n], b_lo[2 * n + 1]}});
+    }
+  }
+
   // One chunk: consume prepped stage c % kStages, update S, store the output tile.
   __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, const LaneRowCol& ar,
                                              const LaneRowCol& br, int qid) const {
@@ -184,13 +218,15 @@ struct Recurrence {
 
     FragC P[4];
     state_products(S, in, br, P);
+    FragC u0[2];  // (after the products: during them the registers are taken)
+    initial_values(c, br, qid, u0);
 
     // Uᵀ = U0ᵀ − S·Wᵀ, then as bf16 A operands (k = tokens): hi for the
     // state update, hi + lo for the output (the intra-chunk term has no
     // fp32 state path to dilute its rounding).
-    const float4 u0a = in.u0[warp][0][lane], u0b = in.u0[warp][1][lane];
-    const float u[8] = {u0a.x - P[0].x[0], u0a.y - P[0].x[1], u0a.z - P[0].x[2], u0a.w - P[0].x[3],
-                        u0b.x - P[1].x[0], u0b.y - P[1].x[1], u0b.z - P[1].x[2], u0b.w - P[1].x[3]};
+    const float u[8] = {u0[0].x[0] - P[0].x[0], u0[0].x[1] - P[0].x[1], u0[0].x[2] - P[0].x[2],
+                        u0[0].x[3] - P[0].x[3], u0[1].x[0] - P[1].x[0], u0[1].x[1] - P[1].x[1],
+                        u0[1].x[2] - P[1].x[2], u0[1].x[3] - P[1].x[3]};
     FragA ua, ua_lo;
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
@@ -217,11 +253,11 @@ struct Recurrence {
     update_state(S, in, ua, ar, qid);
 
     // Output tile [16 tokens][16 values]: stmatrix.trans into this warp's
-    // own (already read) u0 slice, then 16-byte stores; then release the stage.
-    bf16* staging = reinterpret_cast<bf16*>(&in.u0[warp][0][0]);  // 1 KB, this warp's alone
+    // own staging tile, then 16-byte stores; then release the stage.
+    bf16* staging = in.staging[warp];
     const uint32_t o[4] = {pack_bf16x2(P[2].x[0], P[2].x[1]), pack_bf16x2(P[2].x[2], P[2].x[3]),
                            pack_bf16x2(P[3].x[0], P[3].x[1]), pack_bf16x2(P[3].x[2], P[3].x[3])};
-    __syncwarp();  // every lane has read its u0 fragment
+    __syncwarp();  // (the tile's earlier reads by other lanes)
     stsm_x4_trans(&staging[br.row * 16 + br.col], o);
     __syncwarp();
     const int tok = lane >> 1;

@@ -78,11 +78,8 @@ struct SharedStorage {
     bf16 mqk[kChunk * kChunk];       // Mqk = mqk + mqk_lo (bf16 hi/lo), swz16, lower triangle with diagonal
     bf16 mqk_lo[kChunk * kChunk];
     float decay[kDim];               // 2^Γ per key channel
-    // U0ᵀ = vᵀ·(INV·diag(b))ᵀ in mma-fragment order: u0[tile][n][lane] holds
-    // lane's accumulator of n-tile n, so a warp's 16-byte accesses are 512
-    // contiguous bytes (no bank conflicts). Recurrence warp w then reuses its
-    // own slice u0[w] (1 KB) to stage its output tile.
-    float4 u0[kVTiles][2][32];
+    // Recurrence warp w's output tile [16 tokens][16 values] on its way to HBM.
+    alignas(16) bf16 staging[kVTiles][kChunk * 16];
   };
 
   // Element index of (row, col) in the prepped wq and kr tiles (wgmma's
