@@ -182,10 +182,10 @@ struct Recurrence {
   // warps wait on the prep anyway, rather than in the prep. Tokens past the
   // end are masked out of v (those rows hold the next sequence's tokens,
   // which need not be finite). Transition runs (v = 0): u stays zero.
-  __device__ void initial_values(int c, const LaneRowCol& br, int qid, FragC (&u)[2]) const {
+  __device__ void initial_values(int c, int g, const LaneRowCol& br, int qid, FragC (&u)[2]) const {
     if (p.zero_values) return;
-    const int stage = c % kStages;
-    wait_barrier(&s.raw_v_full[stage], (c / kStages) & 1);
+    const int stage = g % kStages;
+    wait_barrier(&s.raw_v_full[stage], (g / kStages) & 1);
     const auto& invb = s.scratch[stage].solve.invb;
     uint32_t b_hi[4], b_lo[4];
     ldsm_x4(&invb.hi[swz16(br.row, br.col)], b_hi);
@@ -209,17 +209,18 @@ struct Recurrence {
     }
   }
 
-  // One chunk: consume prepped stage c % kStages, update S, store the output tile.
-  __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, const LaneRowCol& ar,
+  // Chunk c of the item, chunk g of the CTA's stream: consume prepped stage
+  // g % kStages, update S, store the output tile.
+  __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, int g, const LaneRowCol& ar,
                                              const LaneRowCol& br, int qid) const {
-    const int stage = c % kStages;
+    const int stage = g % kStages;
     named_barrier_sync(kPreppedFullBarrier + stage, kPreppedFullThreads<kBV>);
     auto& in = s.prepped[stage];
 
     FragC P[4];
     state_products(S, in, br, P);
     FragC u0[2];  // (after the products: during them the registers are taken)
-    initial_values(c, br, qid, u0);
+    initial_values(c, g, br, qid, u0);
 
     // Uᵀ = U0ᵀ − S·Wᵀ, then as bf16 A operands (k = tokens): hi for the
     // state update, hi + lo for the output (the intra-chunk term has no
@@ -278,8 +279,9 @@ struct Recurrence {
   // kCheckpoints: the loop in segments of checkpoint_chunks chunks with a
   // state store after each; a kernel of its own, since the segmented loop
   // costs the plain one registers (spills 8 -> 20 bytes) and ~2.5% of its time.
+  // The item's chunks, stream chunks g0 .. g0 + num_chunks - 1.
   template <bool kCheckpoints>
-  __device__ void run() {
+  __device__ void run(int g0) {
     FragC S[kNTiles];
     load_state(S);
     // Context parallelism, first pass: keep segment 0's initial state for the
@@ -294,14 +296,14 @@ struct Recurrence {
     const int qid = lane & 3;
 
     if constexpr (!kCheckpoints) {
-      for (int c = 0; c < w.num_chunks; ++c) chunk_step(S, c, ar, br, qid);
+      for (int c = 0; c < w.num_chunks; ++c) chunk_step(S, c, g0 + c, ar, br, qid);
     } else {
       // Segments of checkpoint_chunks chunks; after each full one, the state
       // goes to the next checkpoint row (outside the hot loop: a store inside
       // it costs registers the recurrence needs).
       for (int c = 0; c < w.num_chunks;) {
         const int end = min(c + p.checkpoint_chunks, w.num_chunks);
-        for (; c < end; ++c) chunk_step(S, c, ar, br, qid);
+        for (; c < end; ++c) chunk_step(S, c, g0 + c, ar, br, qid);
         if (int64_t(c) * kChunk <= w.length && c % p.checkpoint_chunks == 0)
           store_state(S, p.checkpoints, p.checkpoint_kind, w.checkpoint_row0 + c / p.checkpoint_chunks - 1);
       }
@@ -315,5 +317,18 @@ struct Recurrence {
     }
   }
 };
+
+// The recurrence warps' part of the kernel: the CTA's work items in order,
+// each from its initial state to its final state (a register copy of the
+// table entry: the hot loop reads its fields every chunk).
+template <int kBV, bool kCheckpoints>
+__device__ void run_recurrence(const FwdKernelParams& p, SharedStorage<kBV>& s, int warp, int lane) {
+  const int count = s.work.count;
+  for (int k = 0; k < count; ++k) {
+    const WorkItem w = s.work.items[k];
+    if (!w.active) continue;
+    Recurrence<kBV>{p, s, w, warp, lane}.template run<kCheckpoints>(w.stream_base);
+  }
+}
 
 }  // namespace flash_kda::sm90
