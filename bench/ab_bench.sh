@@ -9,6 +9,9 @@
 # bench/bench_fwd.py --no-fla ROUNDS times (default 2) for each side,
 # alternating base / current so that drift hits both, and prints the median
 # of each case's per-round times and their ratio (bench/ab_compare.py).
+# BASE "current": no build, both sides run the installed build, the base
+# side with the variables of AB_BASE_ENV (e.g. "FLASH_KDA_CTAS=0": a launch
+# choice against the default).
 # Environment: AB_CASES (bench_fwd.py --cases), AB_ARGS (e.g. "--gate softplus
 # --repeats 100"), AB_TAG (suffix of the result files), AB_SKIP_BUILD=1 (reuse
 # /tmp/ab_base), OUT (results folder: ab<tag>.md and ab<tag>_raw.tar.gz with
@@ -25,7 +28,7 @@ RAW=$(mktemp -d /tmp/ab_raw.XXXXXX)
 [[ -d /tmp/site ]] && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 CUTLASS_INC=$(python3 -c "import importlib.util, os; s = importlib.util.find_spec('cutlass_library'); print(os.path.join(os.path.dirname(s.origin), 'source', 'include') if s else '')" 2>/dev/null)
 # AB_SKIP_BUILD=1: reuse /tmp/ab_base from an earlier call in the same run
-if [[ "${AB_SKIP_BUILD:-0}" == 1 && -d /tmp/ab_base ]]; then :; else
+if [[ "$BASE" == current || ( "${AB_SKIP_BUILD:-0}" == 1 && -d /tmp/ab_base ) ]]; then :; else
 rm -rf /tmp/ab_base
 cfg=(--config-settings=build-dir=/tmp/ab_build --config-settings=cmake.define.FLASH_KDA_BUILD_TESTS=OFF
      --config-settings=cmake.define.FLASH_KDA_CUDA=ON --config-settings=cmake.define.FLASH_KDA_CUDA_ARCHS=90a)
@@ -40,9 +43,12 @@ files=()
 for ((r = 0; r < ROUNDS; ++r)); do
   for side in base current; do
     json="$RAW/ab${AB_TAG:-}_${side}_$r.json"
-    site=""; [[ $side == base ]] && site=/tmp/ab_base
+    site=""; envs=()
+    if [[ $side == base ]]; then
+      if [[ "$BASE" == current ]]; then read -r -a envs <<<"${AB_BASE_ENV:-}"; else site=/tmp/ab_base; fi
+    fi
     # shellcheck disable=SC2086
-    (cd /tmp && PYTHONPATH=$site${site:+:}${PYTHONPATH:-} python3 "$OLDPWD/bench/bench_fwd.py" --no-fla \
+    (cd /tmp && env "${envs[@]}" PYTHONPATH=$site${site:+:}${PYTHONPATH:-} python3 "$OLDPWD/bench/bench_fwd.py" --no-fla \
       --json "$json" ${AB_CASES:+--cases "$AB_CASES"} ${AB_ARGS:-} >"$RAW/ab${AB_TAG:-}_${side}_$r.log" 2>&1) ||
       { tail -n 20 "$RAW/ab${AB_TAG:-}_${side}_$r.log"; echo "ab_bench: $side round $r failed"; }
     files+=("$side=$json")

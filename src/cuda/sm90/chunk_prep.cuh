@@ -330,17 +330,20 @@ struct ChunkPrep {
       }
     }
     uint32_t beta_next = load_beta_bits(work.items[k], first - work.items[k].stream_base);
-    int head = -1;  // of the gate constants
-
+    int head = -1;      // of the gate constants
+    int item_end = -1;  // the stream index past item k's chunks
     for (int g = first, it = 0; g < total; g += kStages, ++it) {
       asm volatile("" : "+r"(lane));
-      k = work.item_at(g, k);
+      if (g >= item_end) {  // (rare) on to the next item with chunks
+        k = work.item_at(g, k);
+        item_end = work.items[k].stream_base + work.items[k].num_chunks;
+        if (work.items[k].head != head) {
+          head = work.items[k].head;
+          set_gate_constants(head);
+        }
+      }
       const WorkItem& w = work.items[k];
       const int c = g - w.stream_base;
-      if (w.head != head) {
-        head = w.head;
-        set_gate_constants(head);
-      }
       const int valid = w.valid_rows(c);
       const uint32_t phase = it & 1;
       // b_t = sigmoid(beta_t) for token t = lane (0 past the end).
@@ -362,8 +365,12 @@ struct ChunkPrep {
       // its raw v (read for U0) included: chunk c's can take its place.
       if (it > 0 && half == 0) load_v(w, c);
 
-      // Prefetch the chunk after next's q, k, g.
-      if (next < total) {
+      // Prefetch the chunk after next's q, k, g: of this item, or (rarely)
+      // of a later one, looked up in the table.
+      if (next < item_end) {
+        if (half == 0) load_qkg<kUnbounded>(w, c + kStages);
+        beta_next = load_beta_bits(w, c + kStages);
+      } else if (next < total) {
         const WorkItem& wn = work.items[work.item_at(next, k)];
         const int cn = next - wn.stream_base;
         if (half == 0) load_qkg<kUnbounded>(wn, cn);

@@ -45,10 +45,9 @@ struct Recurrence {
         }
       return;
     }
-    if (w.read_slot < 0) return;  // zeros
-    const bool from_segment = w.segment >= 0 && p.segment_initial != nullptr;
-    const void* src = from_segment ? p.segment_initial : p.initial_state;
-    const StateKind kind = from_segment ? StateKind::kFloat32 : p.initial_kind;
+    StateKind kind = StateKind::kFloat32;
+    const void* src = state_source(kind);
+    if (src == nullptr) return;  // zeros
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt) {
       const int col = nt * 8 + 2 * (lane & 3);
@@ -65,6 +64,26 @@ struct Recurrence {
         S[nt].x[2 * half + 1] = v.y;
       }
     }
+  }
+
+  // An item's initial state read from (null: zeros or the identity).
+  __device__ const void* state_source(StateKind& kind) const {
+    if (p.identity_start || w.read_slot < 0) return nullptr;
+    const bool from_segment = w.segment >= 0 && p.segment_initial != nullptr;
+    kind = from_segment ? StateKind::kFloat32 : p.initial_kind;
+    return from_segment ? static_cast<const void*>(p.segment_initial) : p.initial_state;
+  }
+
+  // Lane 0: asks L2 for this warp's 16 rows of the item's initial state (one
+  // contiguous block), so that its load_state, after the current item, does
+  // not wait for HBM.
+  __device__ void prefetch_state() const {
+    StateKind kind = StateKind::kFloat32;
+    const void* src = state_source(kind);
+    if (lane != 0 || src == nullptr) return;
+    const int bytes = kind == StateKind::kFloat32 ? 4 : 2;
+    const int64_t row = (w.read_slot * p.heads + w.head) * kDim + w.vblock * kBV + warp * 16;
+    prefetch_l2(static_cast<const char*>(src) + row * kDim * bytes, uint32_t(16 * kDim * bytes));
   }
 
   // Writes this warp's rows of S to dst[slot] (final state or a checkpoint).
@@ -320,13 +339,17 @@ struct Recurrence {
 
 // The recurrence warps' part of the kernel: the CTA's work items in order,
 // each from its initial state to its final state (a register copy of the
-// table entry: the hot loop reads its fields every chunk).
+// table entry: the hot loop reads its fields every chunk), the next one's
+// initial state prefetched into L2 meanwhile.
 template <int kBV, bool kCheckpoints>
 __device__ void run_recurrence(const FwdKernelParams& p, SharedStorage<kBV>& s, int warp, int lane) {
   const int count = s.work.count;
   for (int k = 0; k < count; ++k) {
     const WorkItem w = s.work.items[k];
     if (!w.active) continue;
+    int next = k + 1;
+    while (next < count && !s.work.items[next].active) ++next;
+    if (next < count) Recurrence<kBV>{p, s, s.work.items[next], warp, lane}.prefetch_state();
     Recurrence<kBV>{p, s, w, warp, lane}.template run<kCheckpoints>(w.stream_base);
   }
 }
