@@ -194,22 +194,6 @@ static int value_block_width(int64_t items, int sm_count) {
   return items * 4 <= sm_count ? 32 : 64;
 }
 
-// The forward kernel's grid (sm90::launch_fwd): a persistent grid when the
-// work items outnumber the CTAs that run at once. Its CTAs number their
-// items' chunks with 32-bit integers, at most kMaxWorkItems x (rows / 16 + 1)
-// each: only for rows <= 2^28. FLASH_KDA_CTAS=0 forces one CTA per item,
-// FLASH_KDA_CTAS=n a persistent grid of n CTAs (tests: many items per CTA on
-// small shapes; results never depend on it).
-static int persistent_ctas(int64_t rows) {
-  if (rows > (int64_t(1) << 28)) return 0;
-  if (const char* forced = std::getenv("FLASH_KDA_CTAS")) {
-    char* end = nullptr;
-    const long n = std::strtol(forced, &end, 10);
-    if (end != forced && *end == '\0' && n >= 0 && n <= (1L << 30)) return int(n);
-  }
-  return sm90::kPersistentAuto;
-}
-
 // Context parallelism inside one GPU, for few (sequence, head) pairs and long
 // sequences, where one CTA chain per head (~2 us per 16-token chunk) leaves
 // most SMs idle and the chain's length sets the time. Each sequence is cut
@@ -262,9 +246,8 @@ size_t segment_workspace_bytes(const SegmentPlan& plan, const FwdShape& shape) {
          sizeof(float);
 }
 
-// Encodes v's tensor map for value-block width bv and launches the kernel
-// (ctas: see sm90::launch_fwd).
-void launch_kernel(sm90::FwdKernelParams k, int bv, int ctas, int device, cudaStream_t stream) {
+// Encodes v's tensor map for value-block width bv and launches the kernel.
+void launch_kernel(sm90::FwdKernelParams k, int bv, int device, cudaStream_t stream) {
   k.num_vblocks = kHeadDim / bv;
   // v: boxes of 64 columns (128-byte rows) with the 128-byte swizzle, or one
   // of 32 with the 64-byte swizzle (SharedStorage::raw_v_lane reads them).
@@ -275,9 +258,9 @@ void launch_kernel(sm90::FwdKernelParams k, int bv, int ctas, int device, cudaSt
   const bool checkpoints = k.checkpoint_chunks > 0;
   cudaError_t err;
   switch (bv) {
-    case 32: err = sm90::launch_fwd_variant<32>(k, unbounded, checkpoints, ctas, device, stream); break;
-    case 64: err = sm90::launch_fwd_variant<64>(k, unbounded, checkpoints, ctas, device, stream); break;
-    default: err = sm90::launch_fwd_variant<128>(k, unbounded, checkpoints, ctas, device, stream); break;
+    case 32: err = sm90::launch_fwd_variant<32>(k, unbounded, checkpoints, device, stream); break;
+    case 64: err = sm90::launch_fwd_variant<64>(k, unbounded, checkpoints, device, stream); break;
+    default: err = sm90::launch_fwd_variant<128>(k, unbounded, checkpoints, device, stream); break;
   }
   if (err != cudaSuccess) fail_cuda(err, "launching the SM90 forward kernel");
 }
@@ -294,7 +277,7 @@ void forward_segmented(const sm90::FwdKernelParams& base, const SegmentPlan& pla
     k.segment_count = count;
     k.segment_len = plan.length;
     k.num_sequences = int(n * count);
-    launch_kernel(k, value_block_width(n * count * shape.heads, sm_count), /*ctas=*/0, device, stream);
+    launch_kernel(k, value_block_width(n * count * shape.heads, sm_count), device, stream);
   };
   sm90::FwdKernelParams r = base;  // 1a. R_j (and segment 0's initial state into slot 0)
   r.skip_output = true;
@@ -426,8 +409,7 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
     forward_segmented(k, plan, shape, static_cast<float*>(workspace), sm_count, device, stream);
     return;
   }
-  launch_kernel(k, value_block_width(shape.num_sequences * shape.heads, sm_count), persistent_ctas(k.total_rows),
-                device, stream);
+  launch_kernel(k, value_block_width(shape.num_sequences * shape.heads, sm_count), device, stream);
 }
 
 const char* compiled_architectures() { return FLASH_KDA_CUDA_ARCHS_STRING; }

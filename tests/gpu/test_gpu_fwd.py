@@ -255,51 +255,6 @@ def test_value_block_widths_agree(layout, gate_kind, monkeypatch):
             assert torch.equal(a, b), f"{what}: width {width} differs from 128 (max |diff| {max_abs_diff(a, b)})"
 
 
-PERSISTENT_CASES = {
-    # items of 0, 1, 4 and 5 chunks next to each other in one CTA's stream
-    "varlen-0-1-4-5-chunks": dict(lengths=[0, 16, 64, 80, 1, 65, 0, 79, 17, 300], H=3),
-    "fixed-B5-T333": dict(B=5, T=333, H=3),
-    "varlen-softplus": dict(lengths=[0, 16, 64, 80, 1, 65, 0, 79, 17, 300], H=2, gate_kind="softplus",
-                            a_log="2", dt="-8"),
-}
-
-
-@pytest.mark.parametrize("width", ["128", "32"])
-@pytest.mark.parametrize("ctas", ["1", "2", "7"])
-@pytest.mark.parametrize("name", list(PERSISTENT_CASES))
-def test_persistent_grid_agrees(name, ctas, width, monkeypatch):
-    """A persistent grid (each CTA runs several work items as one chunk
-    stream; forced here with FLASH_KDA_CTAS on a small shape) computes every
-    item with the same operations as one CTA per item: bit-identical results,
-    and within the bar of the oracle. With 1 CTA every item boundary of the
-    launch is crossed inside one pipeline."""
-    case = Case(seed=720 + len(name), **PERSISTENT_CASES[name])
-    inp = make_inputs(case)
-    ref_out, ref_final = reference(inp)
-    monkeypatch.setenv("FLASH_KDA_VALUE_BLOCK", width)
-    monkeypatch.setenv("FLASH_KDA_CTAS", "0")
-    one_per_item = run_ours(case, inp)
-    monkeypatch.setenv("FLASH_KDA_CTAS", ctas)
-    persistent = run_ours(case, inp)
-    assert_accurate(case, inp, *persistent, ref_out, ref_final)
-    for i, what in enumerate(("out", "final_state")):
-        a, b = one_per_item[i], persistent[i]
-        assert torch.equal(a, b), f"{what}: {ctas} persistent CTAs differ from one per item (max |diff| {max_abs_diff(a, b)})"
-
-
-def test_persistent_grid_item_cap(monkeypatch):
-    """More items than one CTA may hold (64): the launcher must add CTAs
-    (FLASH_KDA_CTAS=1 asks for one); 70 sequences x 2 heads x 4 value blocks."""
-    lengths = [(n * 37) % 50 for n in range(70)]
-    case = Case(lengths=lengths, H=2, seed=730)
-    inp = make_inputs(case)
-    ref_out, ref_final = reference(inp)
-    monkeypatch.setenv("FLASH_KDA_VALUE_BLOCK", "32")
-    monkeypatch.setenv("FLASH_KDA_CTAS", "1")
-    out, fs = run_ours(case, inp)
-    assert_accurate(case, inp, out, fs, ref_out, ref_final)
-
-
 def _assert_same(a, b, what):
     """Bit-identical, or at least relative L2 <= 1e-6."""
     if torch.equal(a, b):

@@ -35,11 +35,12 @@ struct ChunkPrep {
 
   const FwdKernelParams& p;
   Smem& s;
+  const WorkItem& w;
   const int stage;  // == prep pair index
   const int half;   // 0 or 1
   int lane;         // (laundered per chunk, see run_chunks)
 
-  // Gate constants of this lane's 4 key channels (set per head: set_gate_constants):
+  // Gate constants of this lane's 4 key channels (set once per work item):
   //   lower bound: 2^(gate_mul·g + bias2) = exp(-a (g + dt_bias)), gate_mul = -a·log2(e)
   //   softplus:    log2(e)·(g + dt_bias) = fma(log2(e), g, bias2), then times neg_a = -a
   float gate_mul = 0.f;
@@ -89,7 +90,7 @@ struct ChunkPrep {
   // tokens, 2^±115.4) and L, Mqk never meet an overflow; r is an integer, so
   // qd and W are brought back to 2^G exactly (rescale_qd, publish of W).
   template <bool kFull, bool kUnbounded>
-  __device__ void elementwise(const WorkItem& w, int c, int valid, int it, float (&exp_gamma)[4]) {
+  __device__ void elementwise(int c, int valid, int it, float (&exp_gamma)[4]) {
     constexpr bool kRelative = kUnbounded;
     auto& raw = s.raw[stage];
     auto& scr = s.scratch[stage];
@@ -235,7 +236,7 @@ struct ChunkPrep {
   // operands, so the compiler serialised them over the lanes: 16% of the
   // prep warps' stall samples in ncu, session 4.)
   template <bool kUnbounded>
-  __device__ void load_qkg(const WorkItem& w, int c) {
+  __device__ void load_qkg(int c) {
     if (lane != 0) return;
     const bool kStageG = !(kUnbounded && p.gate_kind == GateKind::kPrecomputedF32);
     auto& raw = s.raw[stage];
@@ -268,7 +269,7 @@ struct ChunkPrep {
   // Issues the TMA load of chunk c's v rows, this CTA's value block (one
   // thread of half 0), read by the recurrence (rows past the sequence are
   // masked there).
-  __device__ void load_v(const WorkItem& w, int c) {
+  __device__ void load_v(int c) {
     if (lane != 0 || p.zero_values) return;  // zero_values: the recurrence takes U0 = 0
     uint64_t* bar = &s.raw_v_full[stage];
     Barrier::arrive_and_expect_tx(bar, uint32_t(kChunk * kBV * sizeof(bf16)));
@@ -283,16 +284,23 @@ struct ChunkPrep {
   // past the end read token 0's; their b is zeroed at use). Raw bits, no
   // branch: with the conversion at the end of a branch, ptxas waited out the
   // global load right there, every chunk (ncu: long_sb on this line).
-  __device__ uint32_t load_beta_bits(const WorkItem& w, int c) const {
+  __device__ uint32_t load_beta_bits(int c) const {
     const int t = lane < w.valid_rows(c) ? lane : 0;
     return static_cast<const uint16_t*>(p.beta)[w.beta_offset(p, int64_t(c) * kChunk + t)];
   }
 
-  // Per-head constants: this lane's 4 key channels (dt_bias absent: zeros).
-  __device__ void set_gate_constants(int head) {
-    const float a = p.A_log != nullptr ? expf(p.A_log[head]) : 0.f;
-    const float4 dtb = p.dt_bias != nullptr ? *reinterpret_cast<const float4*>(p.dt_bias + head * kDim + 4 * lane)
-                                            : make_float4(0.f, 0.f, 0.f, 0.f);
+  // kUnbounded: the softplus and precomputed gates (a kernel of their own:
+  // the relative-exponent work must not weigh on FlashKDA's gate).
+  // kLmqkUnroll: the unroll factor of the L / Mqk k-loop (register pressure
+  // differs per instantiation: FwdKernelTraits picks it).
+  template <bool kUnbounded, int kLmqkUnroll>
+  __device__ __forceinline__ void run() {
+    if (stage >= w.num_chunks) return;
+    // Per-head constants: this lane's 4 key channels (dt_bias absent: zeros).
+    const float a = p.A_log != nullptr ? expf(p.A_log[w.head]) : 0.f;
+    const float4 dtb = p.dt_bias != nullptr
+                           ? *reinterpret_cast<const float4*>(p.dt_bias + w.head * kDim + 4 * lane)
+                           : make_float4(0.f, 0.f, 0.f, 0.f);
     // lower bound: sigmoid(a·(g + dt_bias)) = 1 / (1 + 2^(gate_mul·g + bias2)), one FFMA before the ex2
     gate_mul = p.gate_kind == GateKind::kLowerBound ? -kLog2eF * a : kLog2eF;
     neg_a = -a;
@@ -300,55 +308,33 @@ struct ChunkPrep {
     bias2[1] = gate_mul * dtb.y;
     bias2[2] = gate_mul * dtb.z;
     bias2[3] = gate_mul * dtb.w;
+    run_chunks<kUnbounded, kLmqkUnroll>();
   }
 
-  // kUnbounded: the softplus and precomputed gates (a kernel of their own:
-  // the relative-exponent work must not weigh on FlashKDA's gate).
-  // kLmqkUnroll: the unroll factor of the L / Mqk k-loop (register pressure
-  // differs per instantiation: FwdKernelTraits picks it).
-  //
-  // The pair takes chunks g = stage, stage + 4, ... of the CTA's chunk
-  // stream (WorkTable), whichever items they belong to: it prepares the
-  // next item's first chunks while the recurrence finishes the current one.
   template <bool kUnbounded, int kLmqkUnroll>
-  __device__ __forceinline__ void run() {
+  __device__ __forceinline__ void run_chunks() {
     constexpr bool kRelative = kUnbounded;
-    const WorkTable& work = s.work;
-    const int total = work.total_chunks;
     const int first = stage;
-    if (first >= total) return;
     const int gid = lane >> 2, qid = lane & 3;
     const int t0 = half * kHalf;  // first token of this half
 
-    int k = work.item_at(first, 0);  // the item of chunk g
-    {
-      const WorkItem& w = work.items[k];
-      const int c = first - w.stream_base;
-      if (half == 0) {
-        load_qkg<kUnbounded>(w, c);
-        load_v(w, c);
-      }
+    if (half == 0) {
+      load_qkg<kUnbounded>(first);
+      load_v(first);
     }
-    uint32_t beta_next = load_beta_bits(work.items[k], first - work.items[k].stream_base);
-    int head = -1;      // of the gate constants
-    int item_end = -1;  // the stream index past item k's chunks
-    for (int g = first, it = 0; g < total; g += kStages, ++it) {
+    uint32_t beta_next = load_beta_bits(first);
+
+    for (int c = first, it = 0; c < w.num_chunks; c += kStages, ++it) {
+      // Opaque to the compiler from here on: otherwise it hoists the ~50
+      // lane-dependent tile offsets out of the loop and spills them (bv128:
+      // 280 bytes once U0 left the prep). Recomputing them costs a few
+      // integer instructions per chunk.
       asm volatile("" : "+r"(lane));
-      if (g >= item_end) {  // (rare) on to the next item with chunks
-        k = work.item_at(g, k);
-        item_end = work.items[k].stream_base + work.items[k].num_chunks;
-        if (work.items[k].head != head) {
-          head = work.items[k].head;
-          set_gate_constants(head);
-        }
-      }
-      const WorkItem& w = work.items[k];
-      const int c = g - w.stream_base;
       const int valid = w.valid_rows(c);
       const uint32_t phase = it & 1;
       // b_t = sigmoid(beta_t) for token t = lane (0 past the end).
       const float b_mine = lane < valid ? fast_sigmoid(__uint_as_float(beta_next << 16)) : 0.f;
-      const int next = g + kStages;  // (stream index)
+      const int next = c + kStages;
       auto& raw = s.raw[stage];
       auto& scr = s.scratch[stage];
 
@@ -356,25 +342,19 @@ struct ChunkPrep {
 
       float exp_gamma[4];
       if (valid == kChunk) {
-        elementwise<true, kUnbounded>(w, c, valid, it, exp_gamma);
+        elementwise<true, kUnbounded>(c, valid, it, exp_gamma);
       } else {
-        elementwise<false, kUnbounded>(w, c, valid, it, exp_gamma);
+        elementwise<false, kUnbounded>(c, valid, it, exp_gamma);
       }
       sync_pair();  // #2: scratch rows complete, raw q/k/g consumed by both halves
       // The recurrence has released chunk c - 4 (elementwise waited for it),
       // its raw v (read for U0) included: chunk c's can take its place.
-      if (it > 0 && half == 0) load_v(w, c);
+      if (it > 0 && half == 0) load_v(c);
 
-      // Prefetch the chunk after next's q, k, g: of this item, or (rarely)
-      // of a later one, looked up in the table.
-      if (next < item_end) {
-        if (half == 0) load_qkg<kUnbounded>(w, c + kStages);
-        beta_next = load_beta_bits(w, c + kStages);
-      } else if (next < total) {
-        const WorkItem& wn = work.items[work.item_at(next, k)];
-        const int cn = next - wn.stream_base;
-        if (half == 0) load_qkg<kUnbounded>(wn, cn);
-        beta_next = load_beta_bits(wn, cn);
+      // Prefetch the chunk after next's q, k, g.
+      if (next < w.num_chunks) {
+        if (half == 0) load_qkg<kUnbounded>(next);
+        beta_next = load_beta_bits(next);
       }
 
       // ---- this half's n-tile (keys 8h..8h+7) of L and Mqk ----

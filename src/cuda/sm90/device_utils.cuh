@@ -166,12 +166,6 @@ __device__ __forceinline__ void tma_load_3d(void* smem_dst, const CUtensorMap* m
       : "memory");
 }
 
-// Asks L2 to fetch `bytes` (a multiple of 16) at a 16-byte aligned global
-// address, asynchronously; a hint only: nothing waits for it.
-__device__ __forceinline__ void prefetch_l2(const void* src, uint32_t bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
-}
-
 __device__ __forceinline__ void fence_async_shared() { cutlass::arch::fence_view_async_shared(); }
 
 // Spins on an mbarrier phase without a suspend-time hint: the waits here are

@@ -1,9 +1,7 @@
-// The SM90 forward kernel: a CTA takes one or more (sequence, head, value
-// block) work items (several: a persistent grid, see work_item.cuh); four
+// The SM90 forward kernel: one CTA per (sequence, head, value block); four
 // prep warp pairs (producer) feed kBV/16 recurrence warps (consumer) through a
 // 4-stage shared-memory pipeline (mbarriers for the copies and the stage
-// release, named barriers for the hand-off of a prepped stage) that runs
-// through all the CTA's chunks as one stream.
+// release, named barriers for the hand-off of a prepped stage).
 #pragma once
 
 #include "cuda/sm90/chunk_prep.cuh"
@@ -48,7 +46,8 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
   extern __shared__ __align__(1024) unsigned char smem_bytes[];  // 1024: raw v's 128-byte TMA swizzle
   auto& smem = *reinterpret_cast<SharedStorage<kBV>*>(smem_bytes);
 
-  if (!build_work_table<kBV>(params, smem.work)) return;
+  WorkItem item;
+  if (!make_work_item<kBV>(params, item)) return;
 
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -64,13 +63,13 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
 
   if (warp < Traits::kRecurrenceWarps) {
     if constexpr (Traits::kRebalanceRegisters) cutlass::arch::warpgroup_reg_dealloc<Traits::kRecurrenceRegs>();
-    run_recurrence<kBV, kCheckpoints>(params, smem, warp, lane);
+    Recurrence<kBV>{params, smem, item, warp, lane}.template run<kCheckpoints>();
   } else {
     if constexpr (Traits::kRebalanceRegisters) cutlass::arch::warpgroup_reg_alloc<Traits::kPrepRegs>();
     // Pair p = warps (2p, 2p+1) after the recurrence warps: its halves sit on
     // different schedulers.
     const int prep = warp - Traits::kRecurrenceWarps;
-    ChunkPrep<kBV>{params, smem, prep / 2, prep % 2, lane}
+    ChunkPrep<kBV>{params, smem, item, prep / 2, prep % 2, lane}
         .template run<kUnbounded, Traits::template kLmqkUnroll<kUnbounded, kCheckpoints>>();
   }
 #endif

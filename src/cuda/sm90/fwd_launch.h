@@ -12,28 +12,22 @@ namespace flash_kda::sm90 {
 // 64 (4) and 32 (2). Narrower blocks give more CTAs per head. kUnbounded:
 // the softplus / precomputed gates; kCheckpoints: checkpoint states. One
 // explicit instantiation per .cu file: fwd_sm90_bv<BV>[_unbounded][_checkpoints].cu.
-// ctas: 0 launches one CTA per work item; kPersistentAuto, when the items
-// outnumber the CTAs the device runs at once, launches only those and lets
-// each take several items in turn (a persistent grid); n > 0 forces a
-// persistent grid of n CTAs (tests). Either way at least ceil(items /
-// kMaxWorkItems) CTAs.
-inline constexpr int kPersistentAuto = -1;
 template <int kBV, bool kUnbounded, bool kCheckpoints>
-cudaError_t launch_fwd(const FwdKernelParams& params, int ctas, int device, cudaStream_t stream);
+cudaError_t launch_fwd(const FwdKernelParams& params, int device, cudaStream_t stream);
 
 // The instantiation for a runtime choice of gate family and checkpoints.
 template <int kBV>
-cudaError_t launch_fwd_variant(const FwdKernelParams& params, bool unbounded, bool checkpoints, int ctas,
-                               int device, cudaStream_t stream) {
+cudaError_t launch_fwd_variant(const FwdKernelParams& params, bool unbounded, bool checkpoints, int device,
+                               cudaStream_t stream) {
   if (unbounded)
-    return checkpoints ? launch_fwd<kBV, true, true>(params, ctas, device, stream)
-                       : launch_fwd<kBV, true, false>(params, ctas, device, stream);
-  return checkpoints ? launch_fwd<kBV, false, true>(params, ctas, device, stream)
-                     : launch_fwd<kBV, false, false>(params, ctas, device, stream);
+    return checkpoints ? launch_fwd<kBV, true, true>(params, device, stream)
+                       : launch_fwd<kBV, true, false>(params, device, stream);
+  return checkpoints ? launch_fwd<kBV, false, true>(params, device, stream)
+                     : launch_fwd<kBV, false, false>(params, device, stream);
 }
 
 #define FLASH_KDA_DECLARE_FWD(BV, UNBOUNDED, CHECKPOINTS) \
-  extern template cudaError_t launch_fwd<BV, UNBOUNDED, CHECKPOINTS>(const FwdKernelParams&, int, int, cudaStream_t);
+  extern template cudaError_t launch_fwd<BV, UNBOUNDED, CHECKPOINTS>(const FwdKernelParams&, int, cudaStream_t);
 #define FLASH_KDA_DECLARE_FWD_WIDTH(BV)     \
   FLASH_KDA_DECLARE_FWD(BV, false, false) \
   FLASH_KDA_DECLARE_FWD(BV, true, false)  \

@@ -2,5 +2,5 @@
 #include "cuda/sm90/fwd_launch.cuh"
 
 namespace flash_kda::sm90 {
-template cudaError_t launch_fwd<32, true, false>(const FwdKernelParams&, int, int, cudaStream_t);
+template cudaError_t launch_fwd<32, true, false>(const FwdKernelParams&, int, cudaStream_t);
 }  // namespace flash_kda::sm90

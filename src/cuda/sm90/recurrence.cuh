@@ -45,9 +45,10 @@ struct Recurrence {
         }
       return;
     }
-    StateKind kind = StateKind::kFloat32;
-    const void* src = state_source(kind);
-    if (src == nullptr) return;  // zeros
+    if (w.read_slot < 0) return;  // zeros
+    const bool from_segment = w.segment >= 0 && p.segment_initial != nullptr;
+    const void* src = from_segment ? p.segment_initial : p.initial_state;
+    const StateKind kind = from_segment ? StateKind::kFloat32 : p.initial_kind;
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt) {
       const int col = nt * 8 + 2 * (lane & 3);
@@ -64,26 +65,6 @@ struct Recurrence {
         S[nt].x[2 * half + 1] = v.y;
       }
     }
-  }
-
-  // An item's initial state read from (null: zeros or the identity).
-  __device__ const void* state_source(StateKind& kind) const {
-    if (p.identity_start || w.read_slot < 0) return nullptr;
-    const bool from_segment = w.segment >= 0 && p.segment_initial != nullptr;
-    kind = from_segment ? StateKind::kFloat32 : p.initial_kind;
-    return from_segment ? static_cast<const void*>(p.segment_initial) : p.initial_state;
-  }
-
-  // Lane 0: asks L2 for this warp's 16 rows of the item's initial state (one
-  // contiguous block), so that its load_state, after the current item, does
-  // not wait for HBM.
-  __device__ void prefetch_state() const {
-    StateKind kind = StateKind::kFloat32;
-    const void* src = state_source(kind);
-    if (lane != 0 || src == nullptr) return;
-    const int bytes = kind == StateKind::kFloat32 ? 4 : 2;
-    const int64_t row = (w.read_slot * p.heads + w.head) * kDim + w.vblock * kBV + warp * 16;
-    prefetch_l2(static_cast<const char*>(src) + row * kDim * bytes, uint32_t(16 * kDim * bytes));
   }
 
   // Writes this warp's rows of S to dst[slot] (final state or a checkpoint).
@@ -201,10 +182,10 @@ struct Recurrence {
   // warps wait on the prep anyway, rather than in the prep. Tokens past the
   // end are masked out of v (those rows hold the next sequence's tokens,
   // which need not be finite). Transition runs (v = 0): u stays zero.
-  __device__ void initial_values(int c, int g, const LaneRowCol& br, int qid, FragC (&u)[2]) const {
+  __device__ void initial_values(int c, const LaneRowCol& br, int qid, FragC (&u)[2]) const {
     if (p.zero_values) return;
-    const int stage = g % kStages;
-    wait_barrier(&s.raw_v_full[stage], (g / kStages) & 1);
+    const int stage = c % kStages;
+    wait_barrier(&s.raw_v_full[stage], (c / kStages) & 1);
     const auto& invb = s.scratch[stage].solve.invb;
     uint32_t b_hi[4], b_lo[4];
     ldsm_x4(&invb.hi[swz16(br.row, br.col)], b_hi);
@@ -228,18 +209,17 @@ struct Recurrence {
     }
   }
 
-  // Chunk c of the item, chunk g of the CTA's stream: consume prepped stage
-  // g % kStages, update S, store the output tile.
-  __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, int g, const LaneRowCol& ar,
+  // One chunk: consume prepped stage c % kStages, update S, store the output tile.
+  __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, const LaneRowCol& ar,
                                              const LaneRowCol& br, int qid) const {
-    const int stage = g % kStages;
+    const int stage = c % kStages;
     named_barrier_sync(kPreppedFullBarrier + stage, kPreppedFullThreads<kBV>);
     auto& in = s.prepped[stage];
 
     FragC P[4];
     state_products(S, in, br, P);
     FragC u0[2];  // (after the products: during them the registers are taken)
-    initial_values(c, g, br, qid, u0);
+    initial_values(c, br, qid, u0);
 
     // Uᵀ = U0ᵀ − S·Wᵀ, then as bf16 A operands (k = tokens): hi for the
     // state update, hi + lo for the output (the intra-chunk term has no
@@ -298,9 +278,8 @@ struct Recurrence {
   // kCheckpoints: the loop in segments of checkpoint_chunks chunks with a
   // state store after each; a kernel of its own, since the segmented loop
   // costs the plain one registers (spills 8 -> 20 bytes) and ~2.5% of its time.
-  // The item's chunks, stream chunks g0 .. g0 + num_chunks - 1.
   template <bool kCheckpoints>
-  __device__ void run(int g0) {
+  __device__ void run() {
     FragC S[kNTiles];
     load_state(S);
     // Context parallelism, first pass: keep segment 0's initial state for the
@@ -315,14 +294,14 @@ struct Recurrence {
     const int qid = lane & 3;
 
     if constexpr (!kCheckpoints) {
-      for (int c = 0; c < w.num_chunks; ++c) chunk_step(S, c, g0 + c, ar, br, qid);
+      for (int c = 0; c < w.num_chunks; ++c) chunk_step(S, c, ar, br, qid);
     } else {
       // Segments of checkpoint_chunks chunks; after each full one, the state
       // goes to the next checkpoint row (outside the hot loop: a store inside
       // it costs registers the recurrence needs).
       for (int c = 0; c < w.num_chunks;) {
         const int end = min(c + p.checkpoint_chunks, w.num_chunks);
-        for (; c < end; ++c) chunk_step(S, c, g0 + c, ar, br, qid);
+        for (; c < end; ++c) chunk_step(S, c, ar, br, qid);
         if (int64_t(c) * kChunk <= w.length && c % p.checkpoint_chunks == 0)
           store_state(S, p.checkpoints, p.checkpoint_kind, w.checkpoint_row0 + c / p.checkpoint_chunks - 1);
       }
@@ -336,22 +315,5 @@ struct Recurrence {
     }
   }
 };
-
-// The recurrence warps' part of the kernel: the CTA's work items in order,
-// each from its initial state to its final state (a register copy of the
-// table entry: the hot loop reads its fields every chunk), the next one's
-// initial state prefetched into L2 meanwhile.
-template <int kBV, bool kCheckpoints>
-__device__ void run_recurrence(const FwdKernelParams& p, SharedStorage<kBV>& s, int warp, int lane) {
-  const int count = s.work.count;
-  for (int k = 0; k < count; ++k) {
-    const WorkItem w = s.work.items[k];
-    if (!w.active) continue;
-    int next = k + 1;
-    while (next < count && !s.work.items[next].active) ++next;
-    if (next < count) Recurrence<kBV>{p, s, s.work.items[next], warp, lane}.prefetch_state();
-    Recurrence<kBV>{p, s, w, warp, lane}.template run<kCheckpoints>(w.stream_base);
-  }
-}
 
 }  // namespace flash_kda::sm90

@@ -9,7 +9,6 @@
 #include <cstddef>
 
 #include "cuda/sm90/device_utils.cuh"
-#include "cuda/sm90/work_item.cuh"
 #include "common/constants.h"
 
 namespace flash_kda::sm90 {
@@ -110,7 +109,6 @@ struct SharedStorage {
   uint64_t raw_qkg_full[kStages];
   uint64_t raw_v_full[kStages];
   uint64_t prepped_empty[kStages];
-  WorkTable work;  // this CTA's work items and their chunk stream
 };
 
 // The raw q, k, g tiles take the copy engine's 128-byte swizzle (1024-byte

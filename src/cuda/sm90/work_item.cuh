@@ -1,5 +1,4 @@
-// A CTA's work: one or more (sequence, head, value block) triples, each
-// with its token range, decoded once into a table in shared memory.
+// One CTA's work: a (sequence, head, value block) triple and its token range.
 #pragma once
 
 #include "common/constants.h"
@@ -10,13 +9,10 @@ namespace flash_kda::sm90 {
 struct WorkItem {
   int64_t row0;     // first token row (in the [B*T] row space)
   int64_t length;   // tokens of the sequence
-  int num_chunks;   // ceil(length / 16); 0 when not active
-  int stream_base;  // this item's first chunk in the CTA's chunk stream (the chunks of its items in order)
+  int num_chunks;   // ceil(length / 16)
   int sequence;
   int head;
   int vblock;
-  bool active;              // computed: initial state read, chunks run, final state written
-  bool padding;             // padding sequence (negative state index): its out rows are zeroed
   int64_t read_slot;        // row of initial_state's first dim; -1: start from zeros
   int64_t write_slot;       // row of final_state's first dim; -1: not written
   int segment;              // context parallelism: this segment of the sequence (-1: off).
@@ -40,21 +36,6 @@ struct WorkItem {
   }
 };
 
-// Work items a CTA can hold. A persistent grid (FwdKernelParams::persistent)
-// has at least ceil(items / kMaxWorkItems) CTAs, so none is given more.
-inline constexpr int kMaxWorkItems = 64;
-
-// Work item k of this CTA: the launch's item index, or -1 past the end.
-// One CTA per item: the CTA's own index. A persistent grid of G CTAs deals
-// the items in rounds of G, every other round in reverse, so that with the
-// items longest first (varlen) no CTA takes the longest of every round.
-__device__ __forceinline__ int64_t work_item_index(int64_t items, int k) {
-  const int64_t ctas = int64_t(gridDim.x) * gridDim.y;
-  const int64_t cta = int64_t(blockIdx.y) * gridDim.x + blockIdx.x;
-  const int64_t idx = int64_t(k) * ctas + (k % 2 == 0 ? cta : ctas - 1 - cta);
-  return idx < items ? idx : -1;
-}
-
 // Entry i of an int32 or int64 index array.
 __device__ __forceinline__ int64_t load_index(const void* a, bool is_int32, int64_t i) {
   return is_int32 ? int64_t(static_cast<const int32_t*>(a)[i]) : static_cast<const int64_t*>(a)[i];
@@ -68,8 +49,9 @@ __device__ __forceinline__ void fill_vectors(void* dst, int64_t count, uint4 fil
 // When the device check found cu_seqlens, the state indices or the
 // checkpoint offsets invalid, no result is computed and the outputs are
 // filled with NaN instead, so a caller who could not be told synchronously
-// never receives a plausible-looking tensor. All CTAs share the fills
-// (grid-stride). A state pool (state_indices) is left untouched: its other
+// never receives a plausible-looking tensor. All CTAs share the `out` and
+// `checkpoints` fills (grid-stride); each fills its own rows of a dense
+// final_state. A state pool (state_indices) is left untouched: its other
 // slots belong to other requests.
 __device__ __forceinline__ void poison_outputs(const FwdKernelParams& p) {
   const uint4 nan4 = make_uint4(0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u);
@@ -84,10 +66,14 @@ __device__ __forceinline__ void poison_outputs(const FwdKernelParams& p) {
                  fp32 ? fnan4 : nan4, first, step);
   }
   if (p.final_kind == StateKind::kNone || p.state_indices != nullptr) return;
-  const bool fp32 = p.final_kind == StateKind::kFloat32;
-  const int64_t sequences = min(int64_t(p.num_sequences), p.final_slots);
-  fill_vectors(p.final_state, sequences * p.heads * kHeadDim * kHeadDim / (fp32 ? 4 : 8), fp32 ? fnan4 : nan4,
-               first, step);
+  const int vblock = int(blockIdx.x % unsigned(p.num_vblocks));
+  const int64_t sequence = blockIdx.x / unsigned(p.num_vblocks);
+  const int rows = kHeadDim / p.num_vblocks;
+  const int64_t row0 = ((sequence * p.heads + blockIdx.y) * kHeadDim + int64_t(vblock) * rows) * kHeadDim;
+  const int bytes_per = p.final_kind == StateKind::kFloat32 ? 4 : 2;
+  const int64_t vecs = int64_t(rows) * kHeadDim * bytes_per / 16;
+  fill_vectors(static_cast<char*>(p.final_state) + row0 * bytes_per, vecs,
+               p.final_kind == StateKind::kFloat32 ? fnan4 : nan4, threadIdx.x, blockDim.x);
 }
 
 // A padding sequence (negative state index): its out rows of this CTA's
@@ -103,32 +89,29 @@ __device__ __forceinline__ void zero_padding_rows(const FwdKernelParams& p, cons
   }
 }
 
-// What make_work_item found.
-enum class WorkStatus { kCompute, kPadding, kSkip };
-
-// Decodes the launch's work item `idx`: kCompute, or kPadding (a padding
-// sequence: its out rows of this value block are to be zeroed), or kSkip
-// (nothing to do; only after a failed or skipped device check).
+// Maps blockIdx to a work item; false when the CTA has nothing to compute
+// (invalid device arguments: then it NaN-fills its share of the outputs;
+// padding sequence: it zeroes its out rows).
 template <int kBV>
-__device__ __forceinline__ WorkStatus make_work_item(const FwdKernelParams& p, int64_t idx, WorkItem& w) {
-  w.active = false;
-  w.padding = false;
-  w.num_chunks = 0;
-  const int64_t per_head = int64_t(p.num_sequences) * p.num_vblocks;  // the old grid's x extent
+__device__ __forceinline__ bool make_work_item(const FwdKernelParams& p, WorkItem& w) {
+  if (p.status != nullptr && *p.status != 0) {
+    poison_outputs(p);
+    return false;
+  }
   if (p.sequence_order != nullptr) {
-    // Items in order take (sequence rank, head, value block), the longest
-    // sequences first (the device check's order).
+    // CTAs in launch order take (sequence rank, head, value block), the
+    // longest sequences first (the device check's order).
     const int64_t per_sequence = int64_t(p.heads) * p.num_vblocks;
-    const int rest = int(idx % per_sequence);
-    w.sequence = p.sequence_order[idx / per_sequence];
+    const int64_t cta = int64_t(blockIdx.y) * gridDim.x + blockIdx.x;
+    const int rest = int(cta % per_sequence);
+    w.sequence = p.sequence_order[cta / per_sequence];
     w.head = rest / p.num_vblocks;
     w.vblock = rest % p.num_vblocks;
-    if (w.sequence < 0 || w.sequence >= p.num_sequences) return WorkStatus::kSkip;  // (a permutation by construction)
+    if (w.sequence < 0 || w.sequence >= p.num_sequences) return false;  // (a permutation by construction)
   } else {
-    const int64_t x = idx % per_head;
-    w.vblock = int(x % p.num_vblocks);
-    w.sequence = int(x / p.num_vblocks);
-    w.head = int(idx / per_head);
+    w.vblock = int(blockIdx.x % unsigned(p.num_vblocks));
+    w.sequence = int(blockIdx.x / unsigned(p.num_vblocks));
+    w.head = int(blockIdx.y);
   }
   int64_t batch = w.sequence, first_token = 0;  // of beta[b, t, h]
   int segment = -1;
@@ -136,7 +119,7 @@ __device__ __forceinline__ WorkStatus make_work_item(const FwdKernelParams& p, i
     const bool i32 = p.int32_indices & kCuSeqlensInt32;
     const int64_t begin = load_index(p.cu_seqlens, i32, w.sequence);
     const int64_t end = load_index(p.cu_seqlens, i32, w.sequence + 1);
-    if (begin < 0 || end < begin || end > p.total_rows) return WorkStatus::kSkip;  // never read out of bounds
+    if (begin < 0 || end < begin || end > p.total_rows) return false;  // never read out of bounds
     w.row0 = begin;
     w.length = end - begin;
     batch = 0;
@@ -149,11 +132,12 @@ __device__ __forceinline__ WorkStatus make_work_item(const FwdKernelParams& p, i
     first_token = int64_t(segment) * p.segment_len;
     w.row0 = int64_t(w.sequence) * p.seq_len + first_token;
     w.length = min(p.segment_len, p.seq_len - first_token);
-    if (w.length <= 0) return WorkStatus::kSkip;  // (the plan never makes empty segments)
+    if (w.length <= 0) return false;  // (the plan never makes empty segments)
   } else {
     w.row0 = int64_t(w.sequence) * p.seq_len;
     w.length = p.seq_len;
   }
+  w.num_chunks = int((w.length + kChunk - 1) / kChunk);
   w.beta_base = batch * p.beta_stride_b + first_token * p.beta_stride_t + int64_t(w.head) * p.beta_stride_h;
 
   // State slots (the device check has validated them; the bounds tests
@@ -162,8 +146,8 @@ __device__ __forceinline__ WorkStatus make_work_item(const FwdKernelParams& p, i
   if (p.state_indices != nullptr) {
     slot = load_index(p.state_indices, p.int32_indices & kStateIndicesInt32, w.sequence);
     if (slot < 0) {
-      w.padding = true;
-      return WorkStatus::kPadding;
+      zero_padding_rows<kBV>(p, w);
+      return false;
     }
   }
   w.read_slot = p.initial_kind == StateKind::kNone ? -1 : slot;
@@ -171,7 +155,7 @@ __device__ __forceinline__ WorkStatus make_work_item(const FwdKernelParams& p, i
   w.write_slot = p.final_kind == StateKind::kNone ? -1 : slot;
   if (p.final_state_indices != nullptr)
     w.write_slot = load_index(p.final_state_indices, p.int32_indices & kFinalStateIndicesInt32, w.sequence);
-  if (w.read_slot >= p.initial_slots || w.write_slot >= p.final_slots) return WorkStatus::kSkip;
+  if (w.read_slot >= p.initial_slots || w.write_slot >= p.final_slots) return false;
   w.segment = segment;
   if (segment >= 0) {  // (no pools, no checkpoints with segments)
     const int64_t base = int64_t(w.sequence) * p.segments;
@@ -189,72 +173,8 @@ __device__ __forceinline__ WorkStatus make_work_item(const FwdKernelParams& p, i
   if (p.checkpoint_chunks > 0) {
     w.checkpoint_row0 = load_index(p.checkpoint_offsets, p.int32_indices & kCheckpointOffsetsInt32, w.sequence);
     const int64_t count = w.length / (int64_t(p.checkpoint_chunks) * kChunk);
-    if (w.checkpoint_row0 < 0 || w.checkpoint_row0 + count > p.checkpoint_rows) return WorkStatus::kSkip;
+    if (w.checkpoint_row0 < 0 || w.checkpoint_row0 + count > p.checkpoint_rows) return false;
   }
-  w.active = true;
-  w.num_chunks = int((w.length + kChunk - 1) / kChunk);
-  return WorkStatus::kCompute;
-}
-
-// The CTA's work items in shared memory, with their chunks numbered as one
-// stream: the prep pairs run on into the next item's chunks while the
-// recurrence finishes the current one, so a CTA pays the pipeline fill once,
-// not once per item.
-struct WorkTable {
-  WorkItem items[kMaxWorkItems];
-  int count;         // items of this CTA (active or not)
-  int total_chunks;  // chunks of all of them: the length of the stream
-  // The item holding stream chunk g, searching forward from item k (the
-  // stream only moves forward; items without chunks are passed over).
-  __device__ __forceinline__ int item_at(int g, int k) const {
-    while (g >= items[k].stream_base + items[k].num_chunks) ++k;
-    return k;
-  }
-};
-
-// All threads of the CTA: decodes this CTA's items into `t` (one thread per
-// item), zeroes the out rows of padding items, numbers the chunk stream.
-// False when there is nothing to compute (invalid device arguments: then the
-// outputs are NaN-filled instead).
-template <int kBV>
-__device__ bool build_work_table(const FwdKernelParams& p, WorkTable& t) {
-  if (p.status != nullptr && *p.status != 0) {
-    poison_outputs(p);
-    return false;
-  }
-  const int64_t items = int64_t(p.num_sequences) * p.heads * p.num_vblocks;
-  // The launcher sizes a persistent grid so that no CTA gets more items.
-  if (threadIdx.x == 0 && work_item_index(items, kMaxWorkItems) >= 0) __trap();
-  const int k = int(threadIdx.x);
-  const int64_t idx = k < kMaxWorkItems ? work_item_index(items, k) : -1;
-  if (idx >= 0) make_work_item<kBV>(p, idx, t.items[k]);
-  const int count = __syncthreads_count(idx >= 0);  // (items 0 .. count - 1: a prefix)
-  for (int j = 0; j < count; ++j)
-    if (t.items[j].padding) zero_padding_rows<kBV>(p, t.items[j]);
-  if (threadIdx.x < 32) {  // stream bases: a warp scan over entries lane and lane + 32
-    static_assert(kMaxWorkItems == 64);
-    const int lane = int(threadIdx.x);
-    const int n0 = lane < count ? t.items[lane].num_chunks : 0;
-    const int n1 = lane + 32 < count ? t.items[lane + 32].num_chunks : 0;
-    int x0 = n0, x1 = n1;
-#pragma unroll
-    for (int d = 1; d < 32; d *= 2) {
-      const int y0 = __shfl_up_sync(0xffffffffu, x0, d), y1 = __shfl_up_sync(0xffffffffu, x1, d);
-      if (lane >= d) {
-        x0 += y0;
-        x1 += y1;
-      }
-    }
-    const int total0 = __shfl_sync(0xffffffffu, x0, 31);
-    const int total = total0 + __shfl_sync(0xffffffffu, x1, 31);
-    if (lane < count) t.items[lane].stream_base = x0 - n0;
-    if (lane + 32 < count) t.items[lane + 32].stream_base = total0 + x1 - n1;
-    if (lane == 0) {
-      t.count = count;
-      t.total_chunks = total;
-    }
-  }
-  __syncthreads();
   return true;
 }
 
