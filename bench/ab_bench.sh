@@ -12,7 +12,8 @@
 # BASE "current": no build, both sides run the installed build, the base
 # side with the variables of AB_BASE_ENV (e.g. "FLASH_KDA_CTAS=0": a launch
 # choice against the default).
-# Environment: AB_CASES (bench_fwd.py --cases), AB_ARGS (e.g. "--gate softplus
+# Environment: AB_SCRIPT (default bench_fwd.py; bench_decode.py takes the
+# same --no-fla / --json / --cases), AB_CASES (--cases), AB_ARGS (e.g. "--gate softplus
 # --repeats 100"), AB_TAG (suffix of the result files), AB_SKIP_BUILD=1 (reuse
 # /tmp/ab_base), OUT (results folder: ab<tag>.md and ab<tag>_raw.tar.gz with
 # every round's JSON and log; few files, as the device returns at most 8).
@@ -48,7 +49,7 @@ for ((r = 0; r < ROUNDS; ++r)); do
       if [[ "$BASE" == current ]]; then read -r -a envs <<<"${AB_BASE_ENV:-}"; else site=/tmp/ab_base; fi
     fi
     # shellcheck disable=SC2086
-    (cd /tmp && env "${envs[@]}" PYTHONPATH=$site${site:+:}${PYTHONPATH:-} python3 "$OLDPWD/bench/bench_fwd.py" --no-fla \
+    (cd /tmp && env "${envs[@]}" PYTHONPATH=$site${site:+:}${PYTHONPATH:-} python3 "$OLDPWD/bench/${AB_SCRIPT:-bench_fwd.py}" --no-fla \
       --json "$json" ${AB_CASES:+--cases "$AB_CASES"} ${AB_ARGS:-} >"$RAW/ab${AB_TAG:-}_${side}_$r.log" 2>&1) ||
       { tail -n 20 "$RAW/ab${AB_TAG:-}_${side}_$r.log"; echo "ab_bench: $side round $r failed"; }
     files+=("$side=$json")

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Table of a before/after benchmark (bench/ab_bench.sh): for each case, the
-median over rounds of ours_ms per side, and current / base.
+median over rounds of ours_ms (bench_decode.py: ours_us / 1000) per side,
+and current / base.
 
     python3 bench/ab_compare.py base=a0.json current=b0.json base=a1.json ...
 """
@@ -23,11 +24,15 @@ def main(argv):
             continue
         build[side] = str(data.get("flash_kda_build", ""))
         for case in data.get("cases", []):
-            if case.get("ours_ms") is None:
+            # bench_fwd.py: ours_ms; bench_decode.py: ours_us (its graph time)
+            ms = case.get("ours_ms")
+            if ms is None and case.get("ours_us") is not None:
+                ms = case["ours_us"] / 1e3
+            if ms is None:
                 continue
             if case["name"] not in order:
                 order.append(case["name"])
-            times.setdefault(case["name"], {}).setdefault(side, []).append(case["ours_ms"])
+            times.setdefault(case["name"], {}).setdefault(side, []).append(ms)
     print("| case | base ms | current ms | current / base | rounds |")
     print("|---|---:|---:|---:|---:|")
     for name in order:

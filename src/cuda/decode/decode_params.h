@@ -30,8 +30,9 @@ using Fp32Layout = DecodeLayout<8>;   // 32 rows per pass, 16 values per thread
 using Bf16Layout = DecodeLayout<4>;   // 64 rows per pass, 32 values per thread
 // Passes per CTA: 2 (twice the state in flight per CTA: pass 1's copy lands
 // while pass 0 computes) when the grid still has kTwoPassMinCtasPerSm CTAs per
-// SM, else 1 (twice the CTAs, to fill the SMs at small N * H).
-inline constexpr int kTwoPassMinCtasPerSm = 4;
+// SM, else 1 (twice the CTAs, to fill the SMs at small N * H). 3, not 4: N8
+// H32 fp32 (512 two-pass CTAs on 132 SMs) ran 1 pass in two waves.
+inline constexpr int kTwoPassMinCtasPerSm = 3;
 // CTAs per (sequence, head) of a layout with kPasses passes.
 template <class Layout, int kPasses>
 inline constexpr int kValueBlocks = kHeadDim / (kPasses * Layout::kRowsPerPass);
