@@ -368,34 +368,33 @@ __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
     begin = sequence * p.tokens;
     len = p.tokens;
   }
+  // Barriers set up while the index loads are in flight. The CTA barrier
+  // after the init orders it before any use, as the forward kernel does
+  // (without it racecheck reported init / arrive_expect_tx hazards).
+  if (tid == 0) {
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) mbarrier_init(&state_full[pass], 1);
+    fence_barrier_init();
+  }
+  __syncthreads();
   // This CTA's own token range and slot, checked locally so that the copies
   // and loads below stay in bounds whatever the call-wide verdict turns out to be.
   const bool tokens_ok = begin >= 0 && len >= 1 && len <= kMaxDecodeTokens && begin + len <= p.total_tokens;
   const bool runnable = tokens_ok && slot >= 0 && slot < p.pool_size;
 
   // 2. This CTA's state rows into shared memory, one bulk copy per pass, in
-  // flight during the prologue and the check. Thread 0 sets up the barriers
-  // and issues the copies as soon as its slot load lands, before the CTA
-  // barrier (nobody else touches the barriers before it: that barrier orders
-  // the init before every other thread's wait, as the forward kernel does;
-  // without one racecheck reported init / arrive_expect_tx hazards). Issued
-  // iff runnable: every path of a runnable CTA waits for them before it exits.
+  // flight during the prologue and the check. Issued iff runnable: every
+  // path of a runnable CTA waits for them before it exits.
   Element* cta_rows = static_cast<Element*>(p.state) +
                       ((slot * p.heads + head) * kHeadDim + vblock * kCtaRows) * kHeadDim;
-  if (tid == 0) {
+  if (runnable && tid == 0) {
 #pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) mbarrier_init(&state_full[pass], 1);
-    fence_barrier_init();
-    if (runnable) {
-#pragma unroll
-      for (int pass = 0; pass < kPasses; ++pass) {
-        mbarrier_arrive_expect_tx(&state_full[pass], kPassBytes<kState>);
-        bulk_copy_to_shared(state_rows + pass * kRowsPerPass * kHeadDim, cta_rows + pass * kRowsPerPass * kHeadDim,
-                            kPassBytes<kState>, &state_full[pass]);
-      }
+    for (int pass = 0; pass < kPasses; ++pass) {
+      mbarrier_arrive_expect_tx(&state_full[pass], kPassBytes<kState>);
+      bulk_copy_to_shared(state_rows + pass * kRowsPerPass * kHeadDim, cta_rows + pass * kRowsPerPass * kHeadDim,
+                          kPassBytes<kState>, &state_full[pass]);
     }
   }
-  __syncthreads();
 
   // 3. Prologue: warp w prepares token w.
   if (runnable && warp < len) prepare_token(p, ts, warp, begin + warp, head, vblock, lane);
