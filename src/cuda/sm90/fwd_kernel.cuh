@@ -28,7 +28,9 @@ struct FwdKernelTraits {
   // 1adac79: 8/60/0/0, 0/60/0/0, 0/16/0/64, 48/72/24/0 (hence the 2 below);
   // at cacdb9d (bf16 packing, three Mqk accumulators): 0/52/0/0, 0/64/64/0,
   // 0/20/0/0, 0/0/44/0, so 4 everywhere, 8 for + checkpoints, would now be
-  // spill-free (not yet GPU-run: see bench/NOTES.md).
+  // spill-free (not yet GPU-run: see bench/NOTES.md). At fe70b816 (session 9)
+  // + checkpoints spills 44 / 44 / 64 bytes at 4 / 2 / 8 (the prep's
+  // prologue values, reloaded in its loop): the factor is not the lever.
   template <bool kUnbounded, bool kCheckpoints>
   static constexpr int kLmqkUnroll = kBV == 128 && kUnbounded && kCheckpoints ? 2 : 4;
   static_assert(!kRebalanceRegisters ||
