@@ -10,8 +10,8 @@
 # alternating base / current so that drift hits both, and prints the median
 # of each case's per-round times and their ratio (bench/ab_compare.py).
 # BASE "current": no build, both sides run the installed build, the base
-# side with the variables of AB_BASE_ENV (e.g. "FLASH_KDA_CTAS=0": a launch
-# choice against the default).
+# side with the variables of AB_BASE_ENV (e.g. "FLASH_KDA_VALUE_BLOCK=64": a
+# launch choice against the default).
 # Environment: AB_SCRIPT (default bench_fwd.py; bench_decode.py takes the
 # same --no-fla / --json / --cases), AB_CASES (--cases), AB_ARGS (e.g. "--gate softplus
 # --repeats 100"), AB_TAG (suffix of the result files), AB_SKIP_BUILD=1 (reuse

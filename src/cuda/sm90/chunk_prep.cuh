@@ -30,7 +30,6 @@ namespace flash_kda::sm90 {
 template <int kBV>
 struct ChunkPrep {
   using Smem = SharedStorage<kBV>;
-  static constexpr int kVTiles = Smem::kVTiles;
   static constexpr int kHalf = kChunk / 2;  // tokens per half
 
   const FwdKernelParams& p;
@@ -335,7 +334,6 @@ struct ChunkPrep {
       // b_t = sigmoid(beta_t) for token t = lane (0 past the end).
       const float b_mine = lane < valid ? fast_sigmoid(__uint_as_float(beta_next << 16)) : 0.f;
       const int next = c + kStages;
-      auto& raw = s.raw[stage];
       auto& scr = s.scratch[stage];
 
       wait_barrier(&s.raw_qkg_full[stage], phase);

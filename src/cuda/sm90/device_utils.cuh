@@ -166,8 +166,6 @@ __device__ __forceinline__ void tma_load_3d(void* smem_dst, const CUtensorMap* m
       : "memory");
 }
 
-__device__ __forceinline__ void fence_async_shared() { cutlass::arch::fence_view_async_shared(); }
-
 // Spins on an mbarrier phase without a suspend-time hint: the waits here are
 // short and on the critical path, so a sleeping warp would cost more than it saves.
 __device__ __forceinline__ void wait_barrier(uint64_t* bar, uint32_t phase) {
