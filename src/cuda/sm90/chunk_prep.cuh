@@ -12,14 +12,15 @@
 //   3. L = diag(b)·strict_lower(kd·kiᵀ) and Mqk = lower(qd·kiᵀ) on tensor cores;
 //   4. INV = (I + L)⁻¹ in fp32 by 8x8 blocks (two small forward substitutions
 //      in parallel, then the off-diagonal block), INV·diag(b) split into bf16
-//      hi + lo so the products below keep ~16 bits;
-//   5. W = INV·diag(b)·kd (the WY form takes the inverse off the
-//      recurrence's critical path);
-//   6. publish W;qd, kr, Mqk, 2^Γ in the prepped stage (qd and kr are written
-//      there directly by step 2, once the recurrence has released it).
-// U0ᵀ = vᵀ·(INV·diag(b))ᵀ is left to the recurrence warps, which wait on the
-// prep anyway: they read v from the raw stage and INV·diag(b) from this
-// pair's scratch, both kept until they release the stage.
+//      hi + lo so the recurrence's product with it keeps ~16 bits;
+//   5. publish kd;qd, kr, Mqk, 2^Γ in the prepped stage (kd, qd and kr are
+//      written there directly by step 2, once the recurrence has released it).
+// The WY form's U = INV·diag(b)·(v − kd·Sᵀ) is left to the recurrence warps,
+// which wait on the prep anyway: they need S·kdᵀ for it, read v from the raw
+// stage and INV·diag(b) from this pair's scratch, both kept until they
+// release the stage. (Until session 10 the prep formed W = INV·diag(b)·kd and
+// the recurrence U = INV·diag(b)·v − S·Wᵀ: the same products, with W's 32
+// mma per chunk on the prep's critical path.)
 #pragma once
 
 #include "cuda/sm90/shared_storage.cuh"
@@ -87,7 +88,7 @@ struct ChunkPrep {
   // kd, ki, qd are taken relative to a per-channel reference 2^r, r =
   // ceil(G at the end of half 0), so each spans at most half a chunk (8
   // tokens, 2^±115.4) and L, Mqk never meet an overflow; r is an integer, so
-  // qd and W are brought back to 2^G exactly (rescale_qd, publish of W).
+  // qd and kd are brought back to 2^G exactly (rescale_qd; kd·2^r into wq).
   template <bool kFull, bool kUnbounded>
   __device__ void elementwise(int c, int valid, int it, float (&exp_gamma)[4]) {
     constexpr bool kRelative = kUnbounded;
@@ -172,20 +173,21 @@ struct ChunkPrep {
       cum[0] = p0.x; cum[1] = p0.y; cum[2] = p0.z; cum[3] = p0.w;
     }
     float gamma_minus_ref[4];  // (relative mode) Γ - r, for kr = k·2^(Γ - G)
+    float ref_scale[4];        // (relative mode) 2^r, for kd = kd_rel·2^r in wq
     if constexpr (kRelative) {
       const float p0v[4] = {p0.x, p0.y, p0.z, p0.w};
       const float gam[4] = {p0.x + p1.x, p0.y + p1.y, p0.z + p1.z, p0.w + p1.w};
-      float scale4[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         // integer r in [-126, 126]: 2^r is a normal float, built exactly
         const float r = fminf(fmaxf(ceilf(p0v[i]), -126.f), 126.f);
         cum[i] -= r;
         gamma_minus_ref[i] = gam[i] - r;
-        scale4[i] = __int_as_float((127 + int(r)) << 23);
+        ref_scale[i] = __int_as_float((127 + int(r)) << 23);
       }
       if (half == 0)
-        *reinterpret_cast<float4*>(&scr.ref_scale[4 * lane]) = make_float4(scale4[0], scale4[1], scale4[2], scale4[3]);
+        *reinterpret_cast<float4*>(&scr.ref_scale[4 * lane]) =
+            make_float4(ref_scale[0], ref_scale[1], ref_scale[2], ref_scale[3]);
     }
 
     // kd = k·2^G, ki = k·2^-G, qd = scale·q·2^G, kr = k·2^(Γ-G)
@@ -212,11 +214,20 @@ struct ChunkPrep {
           kr[i] = ki[i] * exp_gamma[i];         // = kn·2^(Γ-G) <= |kn|
         qd[i] = qv[i] * rq * up;
       }
-      // qd and kr go straight to the prepped stage (released before this pass).
-      const uint2 qd_bf = pack4(qd), ki_bf = pack4(ki);
+      // kd, qd and kr go straight to the prepped stage (released before this
+      // pass); kd (relative, for L) also to scratch.
+      const uint2 qd_bf = pack4(qd), ki_bf = pack4(ki), kd_bf = pack4(kd);
+      uint2 kd_abs_bf = kd_bf;
+      if constexpr (kRelative) {  // kd·2^r: times a power of two, the same rounding
+        float kd_abs[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) kd_abs[i] = kd[i] * ref_scale[i];
+        kd_abs_bf = pack4(kd_abs);
+      }
+      *reinterpret_cast<uint2*>(&out.wq[Smem::wq_index(t0 + t, 4 * lane)]) = kd_abs_bf;
       *reinterpret_cast<uint2*>(&out.wq[Smem::wq_index(kChunk + t0 + t, 4 * lane)]) = qd_bf;
       store4_at(&out.kr[Smem::kr_index(t0 + t, 4 * lane)], kr);
-      store4(scr.kd, t0 + t, kd);
+      store_bits4(scr.kd, t0 + t, kd_bf);
       store_bits4(scr.ki, t0 + t, ki_bf);
       // The bf16 rounding residues of qd and ki make Mqk = qd·kiᵀ exact to
       // ~16 bits (q·k cancels: bf16 operands alone cost ~3e-3 relative in
@@ -446,42 +457,9 @@ struct ChunkPrep {
           *reinterpret_cast<uint4*>(&tile[swz16(lane & 7, kHalf)]) = make_uint4(0u, 0u, 0u, 0u);
         }
       }
-      sync_pair();  // #5: INV·diag(b) complete
-
-      // ---- publish: wait until the recurrence has released this stage ----
+      // INV·diag(b) is read by the recurrence warps only (U = INV·diag(b)·(v −
+      // kd·Sᵀ)), after the hand-off below: no pair barrier of its own.
       auto& out = s.prepped[stage];
-
-      // W = INV·diag(b)·kd -> wq rows 0..15, this half's 64 key channels
-      {
-        const LaneRowCol ar = lane_a_order(lane);
-        FragA a_hi, a_lo;
-        ldsm_x4(&scr.solve.invb.hi[swz16(ar.row, ar.col)], a_hi.x);
-        ldsm_x4(&scr.solve.invb.lo[swz16(ar.row, ar.col)], a_lo.x);
-#pragma unroll
-        for (int cbh = 0; cbh < kDim / 32; ++cbh) {
-          const int cb = half * (kDim / 32) + cbh;
-          uint32_t b_kd[4];
-          ldsm_x4_trans(&scr.kd[swz128(ar.row, 16 * cb + ar.col)], b_kd);
-#pragma unroll
-          for (int n = 0; n < 2; ++n) {
-            FragC acc;
-            const FragB b{{b_kd[2 * n], b_kd[2 * n + 1]}};
-            mma(acc, a_hi, b);
-            mma(acc, a_lo, b);
-            const int col = 16 * cb + 8 * n + 2 * qid;
-            if constexpr (kRelative) {  // W = INV·diag(b)·kd_rel·diag(2^r), exact rescale
-              const float2 sc = *reinterpret_cast<const float2*>(&scr.ref_scale[col]);
-              acc.x[0] *= sc.x;
-              acc.x[1] *= sc.y;
-              acc.x[2] *= sc.x;
-              acc.x[3] *= sc.y;
-            }
-            *reinterpret_cast<uint32_t*>(&out.wq[Smem::wq_index(gid, col)]) = pack_bf16x2(acc.x[0], acc.x[1]);
-            *reinterpret_cast<uint32_t*>(&out.wq[Smem::wq_index(gid + 8, col)]) = pack_bf16x2(acc.x[2], acc.x[3]);
-          }
-        }
-      }
-
       // 2^Γ and Mqk (this half's n-tile).
       if (half == 0) {
         *reinterpret_cast<float4*>(&out.decay[4 * lane]) =
@@ -498,7 +476,7 @@ struct ChunkPrep {
           *reinterpret_cast<uint32_t*>(&out.mqk_lo[swz16(gid + 8 * r, col)]) = pack_bf16x2(x0 - hf.x, x1 - hf.y);
         }
       }
-      // #6: both halves' stores done before the hand-off. bar.arrive alone orders them under PTX's
+      // #5: both halves' stores done before the hand-off. bar.arrive alone orders them under PTX's
       // memory model, but compute-sanitizer's racecheck does not credit it (78 hazards without this).
       sync_pair();
       named_barrier_arrive(kPreppedFullBarrier + stage, kPreppedFullThreads<kBV>);

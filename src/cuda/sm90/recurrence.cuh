@@ -2,11 +2,10 @@
 //
 // Recurrence warp w owns 16 value rows of the state S (V x K), kept in fp32
 // mma accumulators for the whole sequence: it never leaves registers. Per chunk:
-//   U0ᵀ = vᵀ·(INV·diag(b))ᵀ             (mma.sync, INV·diag(b) as bf16 hi + lo,
-//                                        from the raw v and the prep's scratch)
-//   P   = S·[W; qd]ᵀ                    (8 wgmma m64n32k16 per warpgroup, or 32
+//   P   = S·[kd; qd]ᵀ                   (8 wgmma m64n32k16 per warpgroup, or 32
 //                                        mma.sync per warp at bv32; S rounded to bf16)
-//   Uᵀ  = U0ᵀ − P_W                      (fp32)
+//   Uᵀ  = (vᵀ − P_kd)·(INV·diag(b))ᵀ     (mma.sync; the residual and INV·diag(b) as
+//                                        bf16 hi + lo, from the raw v and the prep's scratch)
 //   Oᵀ  = P_qd + Uᵀ·Mqkᵀ                 (mma.sync; U, Mqk as bf16 hi + lo; rounded once to bf16)
 //   S   = S·diag(2^Γ) + Uᵀ·kr            (fp32; one wgmma m64n128k16, or 16 mma.sync)
 // and the 16 x 16 output tile goes to HBM through a small staging buffer.
@@ -105,7 +104,7 @@ struct Recurrence {
     return a;
   }
 
-  // P = S·[W; qd]ᵀ in four n-tiles: W tokens 0-7, 8-15, qd tokens 0-7, 8-15.
+  // P = S·[kd; qd]ᵀ in four n-tiles: kd tokens 0-7, 8-15, qd tokens 0-7, 8-15.
   __device__ void state_products(const FragC (&S)[kNTiles], const typename Smem::Prepped& in, const LaneRowCol& br,
                                  FragC (&P)[4]) const {
     if constexpr (kWarpgroupMma) {
@@ -177,36 +176,62 @@ struct Recurrence {
     }
   }
 
-  // U0ᵀ = vᵀ·(INV·diag(b))ᵀ for this warp's 16 value rows, from chunk c's raw
-  // v and the prep's INV·diag(b) (hi + lo) in its scratch: here, where the
-  // warps wait on the prep anyway, rather than in the prep. Tokens past the
-  // end are masked out of v (those rows hold the next sequence's tokens,
-  // which need not be finite). Transition runs (v = 0): u stays zero.
-  __device__ void initial_values(int c, const LaneRowCol& br, int qid, FragC (&u)[2]) const {
-    if (p.zero_values) return;
+  // Uᵀ = (vᵀ − S·kdᵀ)·(INV·diag(b))ᵀ for this warp's 16 value rows, from
+  // P_kd = S·kdᵀ (P[0], P[1]), chunk c's raw v and the prep's INV·diag(b)
+  // (hi + lo) in its scratch: here, where the warps wait on the prep anyway,
+  // rather than in the prep. The residual R = vᵀ − P_kd is split into bf16 hi
+  // + lo as well (lo·lo dropped): U keeps ~16 bits. Tokens past the end are
+  // masked out of v (those rows hold the next sequence's tokens, which need
+  // not be finite; their kd rows and INV·diag(b) columns are zero).
+  // Transition runs (v = 0): R = −P_kd.
+  __device__ void values_after_state(int c, const LaneRowCol& br, int qid, const FragC (&P)[4],
+                                     FragC (&u)[2]) const {
     const int stage = c % kStages;
-    wait_barrier(&s.raw_v_full[stage], (c / kStages) & 1);
+    // vᵀ as an A fragment (rows = value rows, k = tokens): x[0], x[1] hold
+    // tokens 2q, 2q + 1 of rows g, g + 8; x[2], x[3] tokens 2q + 8, 2q + 9,
+    // i.e. x[r] pairs with accumulator n-tile r / 2, entries 2 (r % 2), + 1.
+    FragA a_v{{0u, 0u, 0u, 0u}};
+    if (!p.zero_values) {
+      wait_barrier(&s.raw_v_full[stage], (c / kStages) & 1);
+      ldsm_x4_trans(&s.raw[stage].v[Smem::raw_v_tile(Smem::raw_v_lane(br.row, br.col), warp)], a_v.x);
+      const int valid = w.valid_rows(c);
+      if (valid < kChunk) {
+        const int t = 2 * qid;
+        const uint32_t m0 = (t < valid ? 0x0000ffffu : 0u) | (t + 1 < valid ? 0xffff0000u : 0u);
+        const uint32_t m1 = (t + 8 < valid ? 0x0000ffffu : 0u) | (t + 9 < valid ? 0xffff0000u : 0u);
+        a_v.x[0] &= m0;
+        a_v.x[1] &= m0;
+        a_v.x[2] &= m1;
+        a_v.x[3] &= m1;
+      }
+    }
     const auto& invb = s.scratch[stage].solve.invb;
     uint32_t b_hi[4], b_lo[4];
     ldsm_x4(&invb.hi[swz16(br.row, br.col)], b_hi);
     ldsm_x4(&invb.lo[swz16(br.row, br.col)], b_lo);
-    FragA a_v;  // vᵀ: rows = value rows, k = tokens
-    ldsm_x4_trans(&s.raw[stage].v[Smem::raw_v_tile(Smem::raw_v_lane(br.row, br.col), warp)], a_v.x);
-    const int valid = w.valid_rows(c);
-    if (valid < kChunk) {  // a.x[0], x[1]: tokens 2q, 2q + 1; x[2], x[3]: 2q + 8, 2q + 9
-      const int t = 2 * qid;
-      const uint32_t m0 = (t < valid ? 0x0000ffffu : 0u) | (t + 1 < valid ? 0xffff0000u : 0u);
-      const uint32_t m1 = (t + 8 < valid ? 0x0000ffffu : 0u) | (t + 9 < valid ? 0xffff0000u : 0u);
-      a_v.x[0] &= m0;
-      a_v.x[1] &= m0;
-      a_v.x[2] &= m1;
-      a_v.x[3] &= m1;
+    FragA r_hi, r_lo;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const float2 v = unpack_bf16x2(a_v.x[r]);
+      const FragC& pk = P[r / 2];
+      const float x0 = v.x - pk.x[2 * (r % 2)], x1 = v.y - pk.x[2 * (r % 2) + 1];
+      r_hi.x[r] = pack_bf16x2(x0, x1);
+      const float2 h = unpack_bf16x2(r_hi.x[r]);
+      r_lo.x[r] = pack_bf16x2(x0 - h.x, x1 - h.y);
     }
+    // Two accumulators per n-tile: chains of two mma instead of three.
+    FragC u_lo[2];
 #pragma unroll
     for (int n = 0; n < 2; ++n) {
-      mma(u[n], a_v, FragB{{b_hi[2 * n], b_hi[2 * n + 1]}});
-      mma(u[n], a_v, FragB{{b_lo[2 * n], b_lo[2 * n + 1]}});
+      const FragB hi{{b_hi[2 * n], b_hi[2 * n + 1]}}, lo{{b_lo[2 * n], b_lo[2 * n + 1]}};
+      mma(u[n], r_hi, hi);
+      mma(u_lo[n], r_hi, lo);
+      mma(u[n], r_lo, hi);
     }
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) u[n].x[e] += u_lo[n].x[e];
   }
 
   // One chunk: consume prepped stage c % kStages, update S, store the output tile.
@@ -218,15 +243,14 @@ struct Recurrence {
 
     FragC P[4];
     state_products(S, in, br, P);
-    FragC u0[2];  // (after the products: during them the registers are taken)
-    initial_values(c, br, qid, u0);
+    FragC ut[2];
+    values_after_state(c, br, qid, P, ut);
 
-    // Uᵀ = U0ᵀ − S·Wᵀ, then as bf16 A operands (k = tokens): hi for the
-    // state update, hi + lo for the output (the intra-chunk term has no
-    // fp32 state path to dilute its rounding).
-    const float u[8] = {u0[0].x[0] - P[0].x[0], u0[0].x[1] - P[0].x[1], u0[0].x[2] - P[0].x[2],
-                        u0[0].x[3] - P[0].x[3], u0[1].x[0] - P[1].x[0], u0[1].x[1] - P[1].x[1],
-                        u0[1].x[2] - P[1].x[2], u0[1].x[3] - P[1].x[3]};
+    // Uᵀ as bf16 A operands (k = tokens): hi for the state update, hi + lo
+    // for the output (the intra-chunk term has no fp32 state path to dilute
+    // its rounding).
+    const float u[8] = {ut[0].x[0], ut[0].x[1], ut[0].x[2], ut[0].x[3],
+                        ut[1].x[0], ut[1].x[1], ut[1].x[2], ut[1].x[3]};
     FragA ua, ua_lo;
 #pragma unroll
     for (int r = 0; r < 4; ++r) {

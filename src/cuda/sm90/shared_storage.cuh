@@ -4,7 +4,7 @@
 //   raw:     bulk-copy targets for the chunk's q, k, g (one barrier) and v (another)
 //   scratch: the prep pair's working tiles (kd, ki, residues of qd and ki, L, INV·diag(b);
 //            the recurrence warps read INV·diag(b), and raw v, for U0ᵀ)
-//   prepped: what the recurrence warps read for the chunk (W;qd, kr, Mqk, 2^Γ), and their
+//   prepped: what the recurrence warps read for the chunk (kd;qd, kr, Mqk, 2^Γ), and their
 //            output staging tiles
 #pragma once
 
@@ -73,8 +73,8 @@ struct SharedStorage {
     float ref_scale[kDim];  // unbounded gates: 2^r per key channel (see ChunkPrep)
   };
   struct Prepped {
-    // rows 0-15: W = INV·diag(b)·kd; rows 16-31: qd. wq_index layout: the
-    // K-major B operand of the recurrence's P = S·[W; qd]ᵀ (wgmma reads it in place).
+    // rows 0-15: kd (absolute, 2^G); rows 16-31: qd. wq_index layout: the
+    // K-major B operand of the recurrence's P = S·[kd; qd]ᵀ (wgmma reads it in place).
     alignas(1024) bf16 wq[2 * kChunk * kDim];
     bf16 kr[kChunk * kDim];          // kr_index layout: the MN-major B operand of S += Uᵀ·kr
     bf16 mqk[kChunk * kChunk];       // Mqk = mqk + mqk_lo (bf16 hi/lo), swz16, lower triangle with diagonal

@@ -34,7 +34,7 @@ FLASH_KDA_SWIZZLE_FN int swz16(int row, int col) {
 // [kRows][64] halves (columns 0-63, then 64-127) of 128-byte rows, 16-byte
 // chunk c of row r stored at chunk c ^ (r & 7) (the same XOR as swz128, with
 // half the row pitch). The hardware swizzles address bits, so the tile must
-// be 1024-byte aligned. wgmma reads it as a K-major operand (rows = N: [W; qd])
+// be 1024-byte aligned. wgmma reads it as a K-major operand (rows = N: [kd; qd])
 // or as an MN-major one (rows = K: kr); ldmatrix and the prep's stores see
 // whole 16-byte chunks, conflict-free as with swz128.
 template <int kRows>
