@@ -105,8 +105,11 @@ struct Recurrence {
   }
 
   // P = S·[kd; qd]ᵀ in four n-tiles: kd tokens 0-7, 8-15, qd tokens 0-7, 8-15.
+  // in_flight() runs while the last wgmma batch is in flight (after the
+  // products with mma.sync): work that does not need P, off the chain.
+  template <class InFlight>
   __device__ void state_products(const FragC (&S)[kNTiles], const typename Smem::Prepped& in, const LaneRowCol& br,
-                                 FragC (&P)[4]) const {
+                                 FragC (&P)[4], InFlight&& in_flight) const {
     if constexpr (kWarpgroupMma) {
       // wq is K-major with 128-byte rows: slice ks starts 32 bytes further
       // in its half, the second half (keys 64-127) 32 rows x 128 bytes on.
@@ -128,6 +131,7 @@ struct Recurrence {
           wgmma_m64n32k16(P, a[j], desc + ((ks % 4) * 32 + (ks / 4) * 2 * kChunk * 128) / 16, ks > 0);
         }
         wgmma_commit();
+        if (batch == kBatches - 1) in_flight();
         wgmma_wait();
       }
       fence_registers(P);
@@ -143,6 +147,7 @@ struct Recurrence {
         mma(P[2], a, FragB{{bq[0], bq[1]}});
         mma(P[3], a, FragB{{bq[2], bq[3]}});
       }
+      in_flight();
     }
   }
 
@@ -176,43 +181,48 @@ struct Recurrence {
     }
   }
 
-  // Uᵀ = (vᵀ − S·kdᵀ)·(INV·diag(b))ᵀ for this warp's 16 value rows, from
-  // P_kd = S·kdᵀ (P[0], P[1]), chunk c's raw v and the prep's INV·diag(b)
-  // (hi + lo) in its scratch: here, where the warps wait on the prep anyway,
-  // rather than in the prep. The residual R = vᵀ − P_kd is split into bf16 hi
-  // + lo as well (lo·lo dropped): U keeps ~16 bits. Tokens past the end are
-  // masked out of v (those rows hold the next sequence's tokens, which need
-  // not be finite; their kd rows and INV·diag(b) columns are zero).
-  // Transition runs (v = 0): R = −P_kd.
-  __device__ void values_after_state(int c, const LaneRowCol& br, int qid, const FragC (&P)[4],
-                                     FragC (&u)[2]) const {
+  // The operands of U that do not depend on the state: vᵀ as an A fragment
+  // (rows = value rows, k = tokens; x[0], x[1] hold tokens 2q, 2q + 1 of rows
+  // g, g + 8, x[2], x[3] tokens 2q + 8, 2q + 9, i.e. x[r] pairs with
+  // accumulator n-tile r / 2, entries 2 (r % 2), + 1) and INV·diag(b) (hi +
+  // lo) as B fragments, from chunk c's raw v and the prep's scratch. Tokens
+  // past the end are masked out of v (those rows hold the next sequence's
+  // tokens, which need not be finite; their kd rows and INV·diag(b) columns
+  // are zero). Transition runs: v = 0.
+  struct ValueOperands {
+    FragA v{{0u, 0u, 0u, 0u}};
+    uint32_t invb_hi[4], invb_lo[4];
+  };
+  __device__ void load_value_operands(int c, const LaneRowCol& br, int qid, ValueOperands& o) const {
     const int stage = c % kStages;
-    // vᵀ as an A fragment (rows = value rows, k = tokens): x[0], x[1] hold
-    // tokens 2q, 2q + 1 of rows g, g + 8; x[2], x[3] tokens 2q + 8, 2q + 9,
-    // i.e. x[r] pairs with accumulator n-tile r / 2, entries 2 (r % 2), + 1.
-    FragA a_v{{0u, 0u, 0u, 0u}};
     if (!p.zero_values) {
       wait_barrier(&s.raw_v_full[stage], (c / kStages) & 1);
-      ldsm_x4_trans(&s.raw[stage].v[Smem::raw_v_tile(Smem::raw_v_lane(br.row, br.col), warp)], a_v.x);
+      ldsm_x4_trans(&s.raw[stage].v[Smem::raw_v_tile(Smem::raw_v_lane(br.row, br.col), warp)], o.v.x);
       const int valid = w.valid_rows(c);
       if (valid < kChunk) {
         const int t = 2 * qid;
         const uint32_t m0 = (t < valid ? 0x0000ffffu : 0u) | (t + 1 < valid ? 0xffff0000u : 0u);
         const uint32_t m1 = (t + 8 < valid ? 0x0000ffffu : 0u) | (t + 9 < valid ? 0xffff0000u : 0u);
-        a_v.x[0] &= m0;
-        a_v.x[1] &= m0;
-        a_v.x[2] &= m1;
-        a_v.x[3] &= m1;
+        o.v.x[0] &= m0;
+        o.v.x[1] &= m0;
+        o.v.x[2] &= m1;
+        o.v.x[3] &= m1;
       }
     }
     const auto& invb = s.scratch[stage].solve.invb;
-    uint32_t b_hi[4], b_lo[4];
-    ldsm_x4(&invb.hi[swz16(br.row, br.col)], b_hi);
-    ldsm_x4(&invb.lo[swz16(br.row, br.col)], b_lo);
+    ldsm_x4(&invb.hi[swz16(br.row, br.col)], o.invb_hi);
+    ldsm_x4(&invb.lo[swz16(br.row, br.col)], o.invb_lo);
+  }
+
+  // Uᵀ = (vᵀ − S·kdᵀ)·(INV·diag(b))ᵀ for this warp's 16 value rows, with
+  // P_kd = S·kdᵀ in P[0], P[1]: here, where the warps wait on the prep anyway,
+  // rather than in the prep. The residual R = vᵀ − P_kd is split into bf16 hi
+  // + lo like INV·diag(b) (lo·lo dropped): U keeps ~16 bits.
+  __device__ static void values_after_state(const FragC (&P)[4], const ValueOperands& o, FragC (&u)[2]) {
     FragA r_hi, r_lo;
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
-      const float2 v = unpack_bf16x2(a_v.x[r]);
+      const float2 v = unpack_bf16x2(o.v.x[r]);
       const FragC& pk = P[r / 2];
       const float x0 = v.x - pk.x[2 * (r % 2)], x1 = v.y - pk.x[2 * (r % 2) + 1];
       r_hi.x[r] = pack_bf16x2(x0, x1);
@@ -223,7 +233,7 @@ struct Recurrence {
     FragC u_lo[2];
 #pragma unroll
     for (int n = 0; n < 2; ++n) {
-      const FragB hi{{b_hi[2 * n], b_hi[2 * n + 1]}}, lo{{b_lo[2 * n], b_lo[2 * n + 1]}};
+      const FragB hi{{o.invb_hi[2 * n], o.invb_hi[2 * n + 1]}}, lo{{o.invb_lo[2 * n], o.invb_lo[2 * n + 1]}};
       mma(u[n], r_hi, hi);
       mma(u_lo[n], r_hi, lo);
       mma(u[n], r_lo, hi);
@@ -242,9 +252,10 @@ struct Recurrence {
     auto& in = s.prepped[stage];
 
     FragC P[4];
-    state_products(S, in, br, P);
+    ValueOperands vo;
+    state_products(S, in, br, P, [&] { load_value_operands(c, br, qid, vo); });
     FragC ut[2];
-    values_after_state(c, br, qid, P, ut);
+    values_after_state(P, vo, ut);
 
     // Uᵀ as bf16 A operands (k = tokens): hi for the state update, hi + lo
     // for the output (the intra-chunk term has no fp32 state path to dilute
