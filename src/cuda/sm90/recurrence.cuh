@@ -151,9 +151,10 @@ struct Recurrence {
     }
   }
 
-  // S = S·diag(2^Γ): once P's products have taken their bf16 copies of S
-  // (state_fragment), while they run.
-  __device__ static void decay_state(FragC (&S)[kNTiles], const typename Smem::Prepped& in, int qid) {
+  // S = S·diag(2^Γ) + Uᵀ·kr. With wgmma it is left in flight: the caller
+  // waits (wgmma_wait + fence_registers(S)) before S or the stage is used again.
+  __device__ void update_state(FragC (&S)[kNTiles], const typename Smem::Prepped& in, const FragA& ua,
+                               const LaneRowCol& ar, int qid) const {
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt) {
       const float2 d = *reinterpret_cast<const float2*>(&in.decay[nt * 8 + 2 * qid]);
@@ -162,12 +163,6 @@ struct Recurrence {
       S[nt].x[2] *= d.x;
       S[nt].x[3] *= d.y;
     }
-  }
-
-  // S += Uᵀ·kr (S decayed already). With wgmma it is left in flight: the caller
-  // waits (wgmma_wait + fence_registers(S)) before S or the stage is used again.
-  __device__ void update_state(FragC (&S)[kNTiles], const typename Smem::Prepped& in, const FragA& ua,
-                               const LaneRowCol& ar) const {
     if constexpr (kWarpgroupMma) {
       // kr is MN-major: N halves (keys 0-63, 64-127) 16 rows x 128 bytes
       // apart (leading offset), token rows 8-15 8 x 128 bytes on (stride offset).
@@ -258,10 +253,7 @@ struct Recurrence {
 
     FragC P[4];
     ValueOperands vo;
-    state_products(S, in, br, P, [&] {
-      load_value_operands(c, br, qid, vo);
-      decay_state(S, in, qid);
-    });
+    state_products(S, in, br, P, [&] { load_value_operands(c, br, qid, vo); });
     FragC ut[2];
     values_after_state(P, vo, ut);
 
@@ -293,7 +285,7 @@ struct Recurrence {
       }
     }
 
-    update_state(S, in, ua, ar);
+    update_state(S, in, ua, ar, qid);
 
     // Output tile [16 tokens][16 values]: stmatrix.trans into this warp's
     // own staging tile, then 16-byte stores; then release the stage.
