@@ -4,7 +4,7 @@
 // mma accumulators for the whole sequence: it never leaves registers. Per chunk:
 //   P   = S·[kd; qd]ᵀ                   (8 wgmma m64n32k16 per warpgroup, or 32
 //                                        mma.sync per warp at bv32; S rounded to bf16)
-//   Uᵀ  = (vᵀ − P_kd)·(INV·diag(b))ᵀ     (mma.sync; the residual and INV·diag(b) as
+//   Uᵀ  = (vᵀ − P_kd)·(INV·diag(b))ᵀ     (mma.sync; the residual as bf16, INV·diag(b) as
 //                                        bf16 hi + lo, from the raw v and the prep's scratch)
 //   Oᵀ  = P_qd + Uᵀ·Mqkᵀ                 (mma.sync; U, Mqk as bf16 hi + lo; rounded once to bf16)
 //   S   = S·diag(2^Γ) + Uᵀ·kr            (fp32; one wgmma m64n128k16, or 16 mma.sync)
@@ -216,32 +216,22 @@ struct Recurrence {
 
   // Uᵀ = (vᵀ − S·kdᵀ)·(INV·diag(b))ᵀ for this warp's 16 value rows, with
   // P_kd = S·kdᵀ in P[0], P[1]: here, where the warps wait on the prep anyway,
-  // rather than in the prep. The residual R = vᵀ − P_kd is split into bf16 hi
-  // + lo like INV·diag(b) (lo·lo dropped): U keeps ~16 bits.
+  // rather than in the prep. The residual R = vᵀ − P_kd is rounded to bf16
+  // once (its rounding is of the order of the bf16 roundings of S and kd in
+  // P_kd); INV·diag(b) is hi + lo.
   __device__ static void values_after_state(const FragC (&P)[4], const ValueOperands& o, FragC (&u)[2]) {
-    FragA r_hi, r_lo;
+    FragA r;
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const float2 v = unpack_bf16x2(o.v.x[r]);
-      const FragC& pk = P[r / 2];
-      const float x0 = v.x - pk.x[2 * (r % 2)], x1 = v.y - pk.x[2 * (r % 2) + 1];
-      r_hi.x[r] = pack_bf16x2(x0, x1);
-      const float2 h = unpack_bf16x2(r_hi.x[r]);
-      r_lo.x[r] = pack_bf16x2(x0 - h.x, x1 - h.y);
+    for (int i = 0; i < 4; ++i) {
+      const float2 v = unpack_bf16x2(o.v.x[i]);
+      const FragC& pk = P[i / 2];
+      r.x[i] = pack_bf16x2(v.x - pk.x[2 * (i % 2)], v.y - pk.x[2 * (i % 2) + 1]);
     }
-    // Two accumulators per n-tile: chains of two mma instead of three.
-    FragC u_lo[2];
 #pragma unroll
     for (int n = 0; n < 2; ++n) {
-      const FragB hi{{o.invb_hi[2 * n], o.invb_hi[2 * n + 1]}}, lo{{o.invb_lo[2 * n], o.invb_lo[2 * n + 1]}};
-      mma(u[n], r_hi, hi);
-      mma(u_lo[n], r_hi, lo);
-      mma(u[n], r_lo, hi);
+      mma(u[n], r, FragB{{o.invb_hi[2 * n], o.invb_hi[2 * n + 1]}});
+      mma(u[n], r, FragB{{o.invb_lo[2 * n], o.invb_lo[2 * n + 1]}});
     }
-#pragma unroll
-    for (int n = 0; n < 2; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) u[n].x[e] += u_lo[n].x[e];
   }
 
   // One chunk: consume prepped stage c % kStages, update S, store the output tile.
