@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Table of a before/after benchmark (bench/ab_bench.sh): for each case, the
-median over rounds of ours_ms (bench_decode.py: ours_us / 1000) per side,
-and current / base.
+median over rounds of ours_ms (bench_decode.py: ours_us / 1000;
+bench_state_pool.py: each call variant's ms) per side, and current / base.
 
     python3 bench/ab_compare.py base=a0.json current=b0.json base=a1.json ...
 """
@@ -24,6 +24,14 @@ def main(argv):
             continue
         build[side] = str(data.get("flash_kda_build", ""))
         for case in data.get("cases", []):
+            # bench_state_pool.py: one row per call variant ("ms": {variant: ms})
+            if isinstance(case.get("ms"), dict):
+                for variant, ms in case["ms"].items():
+                    name = f"{case['case']} {variant}"
+                    if name not in order:
+                        order.append(name)
+                    times.setdefault(name, {}).setdefault(side, []).append(ms)
+                continue
             # bench_fwd.py: ours_ms; bench_decode.py: ours_us (its graph time)
             ms = case.get("ours_ms")
             if ms is None and case.get("ours_us") is not None:

@@ -112,6 +112,8 @@ def main() -> int:
     ap.add_argument("--interval", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--json", default=None)
+    # bench/ab_bench.sh passes --no-fla to every script: this one runs no FLA.
+    ap.add_argument("--no-fla", action="store_true", help="accepted for ab_bench.sh (no FLA here)")
     args = ap.parse_args()
     import torch
 
@@ -133,7 +135,8 @@ def main() -> int:
               f" {r['ckpt0_over_slots']:12.3f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "cases": results}, f, indent=1)
+            json.dump({"device": torch.cuda.get_device_name(), "flash_kda_build": flash_kda.build_info(),
+                       "cases": results}, f, indent=1)
     return 0
 
 
