@@ -88,32 +88,21 @@ struct Recurrence {
   __device__ static void store_pair(float* p, float a, float b) { *reinterpret_cast<float2*>(p) = make_float2(a, b); }
   __device__ static void store_pair(bf16* p, float a, float b) { *reinterpret_cast<uint32_t*>(p) = pack_bf16x2(a, b); }
 
-  // Writes this warp's rows of S to checkpoint row `slot` of dst with half
-  // as many stores as store_state: in the accumulator layout a lane holds 2
-  // columns of a row per n-tile, so store_state writes 8 rows x 32 (fp32) or
-  // 16 (bf16) bytes per warp instruction, 32 instructions per lane. Here the
-  // two lanes of each pair in a row's quad exchange one n-tile's values (one
-  // shuffle): the even lane then holds 4 columns of n-tile j, the odd lane 4
-  // of j + 1, and 16 stores per lane write 8 rows x 64 (fp32) or 32 (bf16)
-  // bytes each. Same bytes, same values as store_state.
+  // Writes this warp's rows of S to checkpoint row `slot` of dst. fp32: as
+  // store_state. bf16: store_state's stores write 8 rows x 16 bytes per warp
+  // instruction, half a 32-byte sector per row, and the partial sectors cost
+  // as much as fp32's whole ones (session 10: bf16 checkpoints cost more than
+  // fp32). Here the two lanes of each pair in a row's quad first exchange
+  // one n-tile's packed values (one shuffle): the even lane then holds 4
+  // columns of n-tile j, the odd lane 4 of j + 1, and each store writes 8 rows
+  // x 32 bytes, whole sectors (measured: the bf16 store cost -45%; the same
+  // exchange for fp32, 8 rows x 64 bytes, changed nothing). Same values as
+  // store_state.
   __device__ void store_checkpoint(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
     const int q = lane & 3;
     const int64_t row = state_row(slot, 0) * kDim;  // row g; g + 8 is 8 rows on
     if (kind == StateKind::kFloat32) {
-      const bool odd = q & 1;
-      // even lane: columns 2q..2q+3 of n-tile j; odd lane: 2q-2..2q+1 of j + 1
-      float* base = static_cast<float*>(dst) + row + (odd ? 2 * q + 6 : 2 * q);
-#pragma unroll
-      for (int m = 0; m < kNTiles / 2; ++m)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const FragC &lo = S[2 * m], &hi = S[2 * m + 1];
-          const float k0 = odd ? hi.x[2 * h] : lo.x[2 * h], k1 = odd ? hi.x[2 * h + 1] : lo.x[2 * h + 1];
-          const float s0 = odd ? lo.x[2 * h] : hi.x[2 * h], s1 = odd ? lo.x[2 * h + 1] : hi.x[2 * h + 1];
-          const float r0 = __shfl_xor_sync(0xffffffffu, s0, 1), r1 = __shfl_xor_sync(0xffffffffu, s1, 1);
-          *reinterpret_cast<float4*>(base + h * 8 * kDim + 16 * m) =
-              odd ? make_float4(r0, r1, k0, k1) : make_float4(k0, k1, r0, r1);
-        }
+      store_rows(S, static_cast<float*>(dst) + row + 2 * q);
     } else {
       // even lane: columns 2q..2q+3 of n-tile j; odd lane: 2q-2..2q+1 of j + 1
       const bool odd = q & 1;
