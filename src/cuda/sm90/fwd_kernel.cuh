@@ -31,6 +31,9 @@ struct FwdKernelTraits {
   // spill-free (not yet GPU-run: see bench/NOTES.md). At fe70b816 (session 9)
   // + checkpoints spills 44 / 44 / 64 bytes at 4 / 2 / 8 (the prep's
   // prologue values, reloaded in its loop): the factor is not the lever.
+  // At ecc4daf9 (session 10, W off the prep), factors as below: bv128 0,
+  // + checkpoints 36 (one prep reload per chunk), unbounded 0, unbounded +
+  // checkpoints 28; + checkpoints also 36 at factors 2 and 8.
   template <bool kUnbounded, bool kCheckpoints>
   static constexpr int kLmqkUnroll = kBV == 128 && kUnbounded && kCheckpoints ? 2 : 4;
   static_assert(!kRebalanceRegisters ||

@@ -3,7 +3,7 @@
 // Four prep warp pairs each own one pipeline stage: chunk c lives in stage c % 4.
 //   raw:     bulk-copy targets for the chunk's q, k, g (one barrier) and v (another)
 //   scratch: the prep pair's working tiles (kd, ki, residues of qd and ki, L, INV·diag(b);
-//            the recurrence warps read INV·diag(b), and raw v, for U0ᵀ)
+//            the recurrence warps read INV·diag(b), and raw v, for U)
 //   prepped: what the recurrence warps read for the chunk (kd;qd, kr, Mqk, 2^Γ), and their
 //            output staging tiles
 #pragma once
