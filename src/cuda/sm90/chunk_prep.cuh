@@ -158,7 +158,7 @@ struct ChunkPrep {
     *reinterpret_cast<float4*>(&scr.gamma_part[half][4 * lane]) = make_float4(part[0], part[1], part[2], part[3]);
     sync_pair();  // #1
     // The main pass writes into the prepped stage, and into scratch ki whose
-    // space holds INV·diag(b), which the recurrence reads for U0: wait until
+    // space holds INV·diag(b), which the recurrence reads for U: wait until
     // the recurrence has released chunk c - 4. The prep is the slower side,
     // so this wait is normally already satisfied.
     if (it > 0) wait_barrier(&s.prepped_empty[stage], (it - 1) & 1);
@@ -280,7 +280,7 @@ struct ChunkPrep {
   // thread of half 0), read by the recurrence (rows past the sequence are
   // masked there).
   __device__ void load_v(int c) {
-    if (lane != 0 || p.zero_values) return;  // zero_values: the recurrence takes U0 = 0
+    if (lane != 0 || p.zero_values) return;  // zero_values: the recurrence takes v = 0
     uint64_t* bar = &s.raw_v_full[stage];
     Barrier::arrive_and_expect_tx(bar, uint32_t(kChunk * kBV * sizeof(bf16)));
     constexpr int kBox = Smem::kRawVBoxCols;
@@ -357,7 +357,7 @@ struct ChunkPrep {
       }
       sync_pair();  // #2: scratch rows complete, raw q/k/g consumed by both halves
       // The recurrence has released chunk c - 4 (elementwise waited for it),
-      // its raw v (read for U0) included: chunk c's can take its place.
+      // its raw v (read for U) included: chunk c's can take its place.
       if (it > 0 && half == 0) load_v(c);
 
       // Prefetch the chunk after next's q, k, g.
@@ -501,8 +501,7 @@ struct ChunkPrep {
   }
   // Stores this lane's 4 channels (one 8-byte cell) of a row as bf16.
   __device__ static void store4_at(bf16* cell, const float (&x)[4]) { *reinterpret_cast<uint2*>(cell) = pack4(x); }
-  // ... of row t of a swz128 [16][128] scratch tile.
-  __device__ void store4(bf16* tile, int t, const float (&x)[4]) const { store4_at(&tile[swz128(t, 4 * lane)], x); }
+  // This lane's 4 channels (packed bf16) into row t of a swz128 [16][128] scratch tile.
   __device__ void store_bits4(bf16* tile, int t, uint2 bits) const {
     *reinterpret_cast<uint2*>(&tile[swz128(t, 4 * lane)]) = bits;
   }
