@@ -97,6 +97,11 @@ def main():
     rows = []
     for name, H, lengths, varlen, states, bv in CASES:
         s = bf.make_set(H, lengths, varlen, seed=1)
+        if not varlen and len(lengths) > 1:  # fixed length, B > 1: [B, L, H, *]
+            B, L = len(lengths), lengths[0]
+            for key in ("q", "k", "v", "g", "out"):
+                s[key] = s[key].view(B, L, H, D)
+            s["beta"] = s["beta"].view(B, L, H)
         if not states:
             s["h0"] = None
             s["ht"] = None
@@ -116,11 +121,11 @@ def main():
                      "ctas_busy": busy, "us_per_sm_chunk": us_per_chunk, "sm_mhz": mhz, "watts": watts})
         print(f"{name:24s} {ms:8.3f} ms  items {items:6d}  {us_per_chunk:6.3f} us/SM-chunk  "
               f"SM {mhz} MHz  {watts} W", flush=True)
+        if args.json:  # rewritten after every case: a run cut short keeps what it measured
+            with open(args.json, "w") as f:
+                json.dump({"device": torch.cuda.get_device_name(0), "sm_count": sms, "cases": rows}, f, indent=2)
         del s, fn
         torch.cuda.empty_cache()
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(0), "sm_count": sms, "cases": rows}, f, indent=2)
 
 
 if __name__ == "__main__":
