@@ -24,6 +24,7 @@
 #pragma once
 
 #include "cuda/sm90/shared_storage.cuh"
+#include "cuda/sm90/timeline.cuh"
 #include "cuda/sm90/work_item.cuh"
 
 namespace flash_kda::sm90 {
@@ -348,6 +349,7 @@ struct ChunkPrep {
       auto& scr = s.scratch[stage];
 
       wait_barrier(&s.raw_qkg_full[stage], phase);
+      if constexpr (kTimeline) if (c == 0 && half == 0) tl_mark(lane, kTlPrepLoaded0);
 
       float exp_gamma[4];
       if (valid == kChunk) {
@@ -480,6 +482,7 @@ struct ChunkPrep {
       // memory model, but compute-sanitizer's racecheck does not credit it (78 hazards without this).
       sync_pair();
       named_barrier_arrive(kPreppedFullBarrier + stage, kPreppedFullThreads<kBV>);
+      if constexpr (kTimeline) if (c == 0 && half == 0) tl_mark(lane, kTlPrepHanded0);
     }
   }
 

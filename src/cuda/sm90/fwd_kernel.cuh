@@ -51,6 +51,7 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
   extern __shared__ __align__(1024) unsigned char smem_bytes[];  // 1024: raw v's 128-byte TMA swizzle
   auto& smem = *reinterpret_cast<SharedStorage<kBV>*>(smem_bytes);
 
+  tl_entry();
   WorkItem item;
   if (!make_work_item<kBV>(params, item)) return;
 

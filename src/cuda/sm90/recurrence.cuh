@@ -12,6 +12,7 @@
 #pragma once
 
 #include "cuda/sm90/shared_storage.cuh"
+#include "cuda/sm90/timeline.cuh"
 #include "cuda/sm90/work_item.cuh"
 
 namespace flash_kda::sm90 {
@@ -337,7 +338,9 @@ struct Recurrence {
   template <bool kCheckpoints>
   __device__ void run() {
     FragC S[kNTiles];
+    if constexpr (kTimeline) if (warp == 0) tl_mark(lane, kTlSetup);
     load_state(S);
+    if constexpr (kTimeline) if (warp == 0) tl_mark(lane, kTlStateIssued);
     // Context parallelism, first pass: keep segment 0's initial state for the
     // last pass (which may run after final_state, an alias, was written).
     if (w.segment == 0 && p.segment_final != nullptr && !p.identity_start)
@@ -350,7 +353,11 @@ struct Recurrence {
     const int qid = lane & 3;
 
     if constexpr (!kCheckpoints) {
-      for (int c = 0; c < w.num_chunks; ++c) chunk_step(S, c, ar, br, qid);
+      for (int c = 0; c < w.num_chunks; ++c) {
+        chunk_step(S, c, ar, br, qid);
+        if constexpr (kTimeline)
+          if (warp == 0 && c < 2) tl_mark(lane, c == 0 ? kTlChunk0 : kTlChunk1);
+      }
     } else {
       // Segments of checkpoint_chunks chunks; after each full one, the state
       // goes to the next checkpoint row (outside the hot loop: a store inside
@@ -363,11 +370,18 @@ struct Recurrence {
       }
     }
 
+    if constexpr (kTimeline) if (warp == 0) tl_mark(lane, kTlLastChunk);
     if (w.write_slot >= 0) {
       if (p.segment_final != nullptr)  // (set only with segments)
         store_state(S, p.segment_final, StateKind::kFloat32, w.write_slot);
       else
         store_state(S, p.final_state, p.final_kind, w.write_slot);
+    }
+    if constexpr (kTimeline) {
+      if (warp == 0 && w.write_slot >= 0 && p.segment_final == nullptr && p.final_kind == StateKind::kFloat32) {
+        tl_mark(lane, kTlStored);
+        tl_write(lane, static_cast<float*>(p.final_state) + state_row(w.write_slot, 0) * kDim);
+      }
     }
   }
 };
