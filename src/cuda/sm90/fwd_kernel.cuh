@@ -63,6 +63,7 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
       Barrier::init(&smem.raw_v_full[i], 1);
       Barrier::init(&smem.prepped_empty[i], 32 * Traits::kRecurrenceWarps);
     }
+    Barrier::init(&smem.state_go, 1);
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();

@@ -46,6 +46,9 @@ struct Recurrence {
       return;
     }
     if (w.read_slot < 0) return;  // zeros
+    // After chunk 0's loads (ChunkPrep::run_chunks arrives): the state is
+    // first needed once chunk 0 is prepped, thousands of cycles later.
+    if (w.num_chunks > 0) wait_barrier(&s.state_go, 0);
     const bool from_segment = w.segment >= 0 && p.segment_initial != nullptr;
     const void* src = from_segment ? p.segment_initial : p.initial_state;
     const StateKind kind = from_segment ? StateKind::kFloat32 : p.initial_kind;

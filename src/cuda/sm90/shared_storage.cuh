@@ -111,6 +111,7 @@ struct SharedStorage {
   uint64_t raw_qkg_full[kStages];
   uint64_t raw_v_full[kStages];
   uint64_t prepped_empty[kStages];
+  uint64_t state_go;  // one phase: chunk 0's q, k, g landed (prep pair 0), the initial state may load
 };
 
 // The raw q, k, g tiles take the copy engine's 128-byte swizzle (1024-byte

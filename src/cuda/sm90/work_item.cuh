@@ -94,17 +94,27 @@ __device__ __forceinline__ void zero_padding_rows(const FwdKernelParams& p, cons
 // padding sequence: it zeroes its out rows).
 template <int kBV>
 __device__ __forceinline__ bool make_work_item(const FwdKernelParams& p, WorkItem& w) {
-  if (p.status != nullptr && *p.status != 0) {
+  // The status word and the sequence order are loaded together (one memory
+  // latency, not two, before the cu_seqlens loads that depend on the order):
+  // the order index is in bounds whatever the status says, and its value is
+  // used only after the status check and its own range check.
+  const int32_t status = p.status != nullptr ? *p.status : 0;
+  int order_entry = 0;
+  int64_t per_sequence = 0, cta = 0;
+  if (p.sequence_order != nullptr) {
+    per_sequence = int64_t(p.heads) * p.num_vblocks;
+    cta = int64_t(blockIdx.y) * gridDim.x + blockIdx.x;
+    order_entry = p.sequence_order[cta / per_sequence];
+  }
+  if (status != 0) {
     poison_outputs(p);
     return false;
   }
   if (p.sequence_order != nullptr) {
     // CTAs in launch order take (sequence rank, head, value block), the
     // longest sequences first (the device check's order).
-    const int64_t per_sequence = int64_t(p.heads) * p.num_vblocks;
-    const int64_t cta = int64_t(blockIdx.y) * gridDim.x + blockIdx.x;
     const int rest = int(cta % per_sequence);
-    w.sequence = p.sequence_order[cta / per_sequence];
+    w.sequence = order_entry;
     w.head = rest / p.num_vblocks;
     w.vblock = rest % p.num_vblocks;
     if (w.sequence < 0 || w.sequence >= p.num_sequences) return false;  // (a permutation by construction)
