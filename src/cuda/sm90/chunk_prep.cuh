@@ -277,6 +277,18 @@ struct ChunkPrep {
     }
   }
 
+  // Asks for the CTA's initial-state rows in L2 (one bulk prefetch by the
+  // copy engine, after chunk 0's loads): the recurrence's own loads of them
+  // wait for chunk 0 (state_go) and then hit L2.
+  __device__ void prefetch_initial_state() const {
+    const void* src;
+    StateKind kind;
+    if (lane != 0 || !initial_state_source(p, w, src, kind)) return;
+    const size_t bytes = kind == StateKind::kFloat32 ? sizeof(float) : sizeof(bf16);
+    prefetch_l2_bulk(static_cast<const char*>(src) + first_state_row<kBV>(p, w, w.read_slot) * kDim * bytes,
+                     uint32_t(kBV * kDim * bytes));
+  }
+
   // Issues the TMA load of chunk c's v rows, this CTA's value block (one
   // thread of half 0), read by the recurrence (rows past the sequence are
   // masked there).
@@ -314,6 +326,7 @@ struct ChunkPrep {
     if (half == 0) {
       load_qkg<kUnbounded>(stage);
       load_v(stage);
+      if (stage == 0) prefetch_initial_state();
     }
     // Per-head constants: this lane's 4 key channels (dt_bias absent: zeros).
     const float a = p.A_log != nullptr ? expf(p.A_log[w.head]) : 0.f;

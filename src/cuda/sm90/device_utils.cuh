@@ -166,6 +166,12 @@ __device__ __forceinline__ void tma_load_3d(void* smem_dst, const CUtensorMap* m
       : "memory");
 }
 
+// Asks the copy engine to bring `bytes` (a multiple of 16, 16-byte aligned)
+// at `src` into L2. A hint: nothing is written, there is nothing to wait for.
+__device__ __forceinline__ void prefetch_l2_bulk(const void* src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
+}
+
 // Spins on an mbarrier phase without a suspend-time hint: the waits here are
 // short and on the critical path, so a sleeping warp would cost more than it saves.
 __device__ __forceinline__ void wait_barrier(uint64_t* bar, uint32_t phase) {

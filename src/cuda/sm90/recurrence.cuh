@@ -30,8 +30,7 @@ struct Recurrence {
 
   // Row of state[slot] (a [*, H, 128, 128] tensor) this lane's accumulator element e belongs to.
   __device__ int64_t state_row(int64_t slot, int e) const {
-    const int v = w.vblock * kBV + warp * 16 + (lane >> 2) + (e >> 1) * 8;
-    return (slot * p.heads + w.head) * kDim + v;
+    return first_state_row<kBV>(p, w, slot) + warp * 16 + (lane >> 2) + (e >> 1) * 8;
   }
 
   __device__ void load_state(FragC (&S)[kNTiles]) const {
@@ -45,13 +44,16 @@ struct Recurrence {
         }
       return;
     }
-    if (w.read_slot < 0) return;  // zeros
-    // After chunk 0's loads (ChunkPrep::run_chunks arrives): the state is
-    // first needed once chunk 0 is prepped, thousands of cycles later.
+    const void* src;
+    StateKind kind;
+    if (!initial_state_source(p, w, src, kind)) return;  // zeros
+    // Only once chunk 0's q, k, g landed (ChunkPrep::run_chunks arrives on
+    // state_go; the prep has also asked for these rows in L2): the state is
+    // first needed once chunk 0 is prepped, thousands of cycles later, and
+    // these loads then hit L2. Issued at once from HBM, 64 KiB of fp32 took
+    // ~7k cycles with every SM busy and delayed chunk 0's loads (timeline
+    // probe, session 11).
     if (w.num_chunks > 0) wait_barrier(&s.state_go, 0);
-    const bool from_segment = w.segment >= 0 && p.segment_initial != nullptr;
-    const void* src = from_segment ? p.segment_initial : p.initial_state;
-    const StateKind kind = from_segment ? StateKind::kFloat32 : p.initial_kind;
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt) {
       const int col = nt * 8 + 2 * (lane & 3);

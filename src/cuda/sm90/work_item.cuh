@@ -36,6 +36,24 @@ struct WorkItem {
   }
 };
 
+// Row of state[slot] (a [*, H, 128, 128] tensor) where this CTA's kBV rows
+// (one value block of its head) begin; they are contiguous.
+template <int kBV>
+__device__ __forceinline__ int64_t first_state_row(const FwdKernelParams& p, const WorkItem& w, int64_t slot) {
+  return (slot * p.heads + w.head) * kHeadDim + int64_t(w.vblock) * kBV;
+}
+
+// Where the CTA's initial state is read from (tensor and dtype); false when
+// it starts from zeros or, in a transition run, from the identity.
+__device__ __forceinline__ bool initial_state_source(const FwdKernelParams& p, const WorkItem& w, const void*& src,
+                                                     StateKind& kind) {
+  if (p.identity_start || w.read_slot < 0) return false;
+  const bool from_segment = w.segment >= 0 && p.segment_initial != nullptr;
+  src = from_segment ? p.segment_initial : p.initial_state;
+  kind = from_segment ? StateKind::kFloat32 : p.initial_kind;
+  return true;
+}
+
 // Entry i of an int32 or int64 index array.
 __device__ __forceinline__ int64_t load_index(const void* a, bool is_int32, int64_t i) {
   return is_int32 ? int64_t(static_cast<const int32_t*>(a)[i]) : static_cast<const int64_t*>(a)[i];
