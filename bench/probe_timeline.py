@@ -29,14 +29,18 @@ sys.path.insert(0, HERE)
 import bench_fwd as bf  # noqa: E402
 
 D = 128
-MARKS = ["setup", "state_issued", "prep_loaded0", "prep_handed0", "chunk0", "chunk1", "last_chunk", "stored"]
+MARKS = ["setup", "state_issued", "prep_loaded0", "prep_handed0", "chunk0", "chunk1", "last_chunk", "stored",
+         "ckpt_begin", "ckpt_end", "ckpt_next"]  # the last three: checkpoint kernels only
+CKPT_INTERVAL = 64
 
-# (name, H, lengths, varlen, initial state)
+# (name, H, lengths, varlen, initial state, checkpoint dtype or None)
 CASES = [
-    ("H96 64x512", 96, [512] * 64, True, True),
-    ("H96 64x512 no initial", 96, [512] * 64, True, False),
-    ("H96 T8192", 96, [8192], False, True),
-    ("H132 T8192", 132, [8192], False, True),
+    ("H96 64x512", 96, [512] * 64, True, True, None),
+    ("H96 64x512 no initial", 96, [512] * 64, True, False, None),
+    ("H96 64x512 fp32 ckpt/64", 96, [512] * 64, True, True, "float32"),
+    ("H96 64x512 bf16 ckpt/64", 96, [512] * 64, True, True, "bfloat16"),
+    ("H96 T8192", 96, [8192], False, True, None),
+    ("H132 T8192", 132, [8192], False, True, None),
 ]
 
 
@@ -90,11 +94,21 @@ def main():
 
     os.environ["FLASH_KDA_VALUE_BLOCK"] = "128"
     results = []
-    for name, H, lengths, varlen, initial in CASES:
+    for name, H, lengths, varlen, initial, ckpt in CASES:
         s = bf.make_set(H, lengths, varlen, seed=3)
         if not initial:
             s["h0"] = None
         fn = bf.ours_fn(flash_kda, s)
+        if ckpt:
+            per = [L // CKPT_INTERVAL for L in lengths]
+            offsets = torch.tensor([sum(per[:i]) for i in range(len(per))], dtype=torch.int64, device="cuda")
+            ckpts = torch.empty(sum(per), H, D, D, dtype=getattr(torch, ckpt), device="cuda")
+
+            def fn(s=s, offsets=offsets, ckpts=ckpts):
+                flash_kda.fwd(s["q"], s["k"], s["v"], s["g"], s["beta"], D ** -0.5, s["out"],
+                              A_log=s["A_log"], dt_bias=s["dt_bias"], lower_bound=bf.LOWER_BOUND,
+                              initial_state=s["h0"], final_state=s["ht"], cu_seqlens=s["cu_seqlens"],
+                              checkpoints=ckpts, checkpoint_offsets=offsets, checkpoint_interval=CKPT_INTERVAL)
         for _ in range(3):
             fn()
         torch.cuda.synchronize()
@@ -113,7 +127,12 @@ def main():
         print("   marks (cycles since entry): " + ", ".join(f"{m} {v:.0f}" for m, v in mk.items()))
         print(f"   steady chunk {r['chunk1_minus_chunk0']:.0f} cyc (loop mean {r['loop_cycles_per_chunk']:.0f}), "
               f"per-item overhead {r['overhead_cycles']:.0f} cyc", flush=True)
+        if ckpt:
+            print(f"   first checkpoint: stores issued in {mk['ckpt_end'] - mk['ckpt_begin']:.0f} cyc, "
+                  f"the chunk after it {mk['ckpt_next'] - mk['ckpt_end']:.0f} cyc", flush=True)
         del s, fn
+        if ckpt:
+            del ckpts
         torch.cuda.empty_cache()
         if args.json:
             with open(args.json, "w") as f:

@@ -369,9 +369,17 @@ struct Recurrence {
       // it costs registers the recurrence needs).
       for (int c = 0; c < w.num_chunks;) {
         const int end = min(c + p.checkpoint_chunks, w.num_chunks);
-        for (; c < end; ++c) chunk_step(S, c, ar, br, qid);
-        if (int64_t(c) * kChunk <= w.length && c % p.checkpoint_chunks == 0)
+        for (; c < end; ++c) {
+          chunk_step(S, c, ar, br, qid);
+          if constexpr (kTimeline)
+            if (warp == 0 && (c < 2 || c == p.checkpoint_chunks))
+              tl_mark(lane, c == 0 ? kTlChunk0 : c == 1 ? kTlChunk1 : kTlCkptNext);
+        }
+        if (int64_t(c) * kChunk <= w.length && c % p.checkpoint_chunks == 0) {
+          if constexpr (kTimeline) if (warp == 0 && c == p.checkpoint_chunks) tl_mark(lane, kTlCkptBegin);
           store_checkpoint(S, p.checkpoints, p.checkpoint_kind, w.checkpoint_row0 + c / p.checkpoint_chunks - 1);
+          if constexpr (kTimeline) if (warp == 0 && c == p.checkpoint_chunks) tl_mark(lane, kTlCkptEnd);
+        }
       }
     }
 

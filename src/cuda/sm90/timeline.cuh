@@ -21,6 +21,9 @@ enum TimelineMark : int {
   kTlChunk1,         // recurrence warp 0: chunk 1 done
   kTlLastChunk,      // recurrence warp 0: every chunk done
   kTlStored,         // recurrence warp 0: final-state stores issued
+  kTlCkptBegin,      // checkpoint kernels, recurrence warp 0: before the first checkpoint's stores
+  kTlCkptEnd,        //   after them (issued)
+  kTlCkptNext,       //   the chunk after that checkpoint done
   kTlMarks
 };
 
@@ -46,6 +49,7 @@ __device__ __forceinline__ void tl_entry() {
 __device__ __forceinline__ void tl_mark(int lane, TimelineMark mark) {
   if (lane == 0) tl_marks[mark] = clock64();
 }
+static_assert(3 + kTlMarks <= 16, "the record fits in 128 bytes");
 // Lane 0 of recurrence warp 0 writes the record over row_start[0..31]
 // (fp32 row of the final state) after its own state stores.
 __device__ __forceinline__ void tl_write(int lane, float* row_start) {
