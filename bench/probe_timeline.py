@@ -101,7 +101,7 @@ def main():
         fn = bf.ours_fn(flash_kda, s)
         if ckpt:
             per = [L // CKPT_INTERVAL for L in lengths]
-            offsets = torch.tensor([sum(per[:i]) for i in range(len(per))], dtype=torch.int64, device="cuda")
+            offsets = torch.tensor([sum(per[:i]) for i in range(len(per) + 1)], dtype=torch.int64, device="cuda")
             ckpts = torch.empty(sum(per), H, D, D, dtype=getattr(torch, ckpt), device="cuda")
 
             def fn(s=s, offsets=offsets, ckpts=ckpts):
