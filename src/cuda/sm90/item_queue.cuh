@@ -1,0 +1,69 @@
+// Persistent CTAs: the queue of a CTA's work items.
+//
+// The grid has at most one CTA per SM, and each CTA runs work items (see
+// work_item.cuh) one after another, so that the prep pairs run into the next
+// item's chunks while the recurrence warps finish the current one: a one-item
+// CTA paid the whole fill (setup, chunk 0's loads and prep, ~15k cycles of a
+// 512-token item's ~91k) on the recurrence's critical path.
+//
+// Item 0 of CTA b is item b. Item k + 1 is fetched by one thread (the
+// fetcher: lane 0 of prep pair 0, half 0) when it takes item k: from a
+// device counter when the argument check ran (it zeroes the counter; varlen
+// items then go to whichever CTA is free, longest sequences first, as the
+// hardware's block dispatch did), else statically b + (k + 1)·G (fixed
+// length: equal items). The items pass through a ring of kItemRing entries
+// with full / empty mbarriers; every warp takes every item in order (an
+// item index >= items ends the sequence).
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/sm90/device_utils.cuh"
+#include "cuda/sm90/fwd_params.h"
+
+namespace flash_kda::sm90 {
+
+// Entries: the prep runs at most 4 chunks ahead of the recurrence, so with
+// items of at least one chunk the fetcher never waits on a slot; with empty
+// items it may wait for the recurrence warps to catch up (never a deadlock:
+// they only need chunks of earlier items, all fetched).
+inline constexpr int kItemRing = 8;
+
+struct ItemQueueStorage {
+  int64_t item[kItemRing];
+  uint64_t full[kItemRing];   // one arrival: the fetcher wrote item[k % kItemRing]
+  uint64_t empty[kItemRing];  // one arrival per warp: it has read the entry
+};
+
+// Thread 0, before the block-wide barrier that follows barrier init
+// (the grid is one-dimensional: CTA b's first item is b).
+__device__ __forceinline__ void init_item_queue(ItemQueueStorage& q, int warps) {
+  for (int i = 0; i < kItemRing; ++i) {
+    Barrier::init(&q.full[i], 1);
+    Barrier::init(&q.empty[i], warps);
+  }
+  q.item[0] = blockIdx.x;
+  Barrier::arrive(&q.full[0]);
+}
+
+// The calling warp's item k (all lanes take it), or -1 when the queue has
+// ended (after `items`); the fetcher also publishes item k + 1.
+__device__ __forceinline__ int64_t take_item(ItemQueueStorage& q, const FwdKernelParams& p, int64_t items, int k,
+                                             int lane, bool fetcher) {
+  const int slot = k % kItemRing;
+  wait_barrier(&q.full[slot], uint32_t(k / kItemRing) & 1u);
+  const int64_t item = q.item[slot];
+  __syncwarp();
+  if (lane == 0) Barrier::arrive(&q.empty[slot]);
+  if (item >= items) return -1;
+  if (fetcher && lane == 0) {
+    const int next = k + 1, next_slot = next % kItemRing;
+    if (next >= kItemRing) wait_barrier(&q.empty[next_slot], uint32_t(next / kItemRing - 1) & 1u);
+    q.item[next_slot] = p.item_counter != nullptr ? int64_t(gridDim.x) + int64_t(atomicAdd(p.item_counter, 1ull))
+                                                  : int64_t(blockIdx.x) + int64_t(next) * gridDim.x;
+    Barrier::arrive(&q.full[next_slot]);
+  }
+  return item;
+}
+
+}  // namespace flash_kda::sm90
