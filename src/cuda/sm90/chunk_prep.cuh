@@ -329,6 +329,7 @@ struct ChunkPrep {
       if (item < 0) break;
       if (!make_work_item<kBV>(p, item, w)) continue;
       asm volatile("" : "+r"(lane));  // (as in run_chunks: no lane-dependent values hoisted out of this loop)
+      stream = __shfl_sync(0xffffffffu, stream, 0);  // warp-uniform to the compiler (see Recurrence::run)
       const int first = int((uint32_t(stage) - stream) % kStages);  // this pair's first chunk of the item
       if (first < w.num_chunks) run_item<kUnbounded, kLmqkUnroll>(k == 0, first, stream + first);
       stream += uint32_t(w.num_chunks);

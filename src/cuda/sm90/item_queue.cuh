@@ -30,7 +30,7 @@ namespace flash_kda::sm90 {
 inline constexpr int kItemRing = 8;
 
 struct ItemQueueStorage {
-  int64_t item[kItemRing];
+  unsigned long long item[kItemRing];
   uint64_t full[kItemRing];   // one arrival: the fetcher wrote item[k % kItemRing]
   uint64_t empty[kItemRing];  // one arrival per warp: it has read the entry
 };
@@ -50,17 +50,26 @@ __device__ __forceinline__ void init_item_queue(ItemQueueStorage& q, int warps) 
 // ended (after `items`); the fetcher also publishes item k + 1.
 __device__ __forceinline__ int64_t take_item(ItemQueueStorage& q, const FwdKernelParams& p, int64_t items, int k,
                                              int lane, bool fetcher) {
+  // The entries are read and written with shared-memory atomics: the
+  // mbarriers order them (arrive releases, the wait acquires), but
+  // compute-sanitizer's racecheck does not credit mbarriers for plain
+  // accesses; lane 0 reads for its warp.
   const int slot = k % kItemRing;
-  wait_barrier(&q.full[slot], uint32_t(k / kItemRing) & 1u);
-  const int64_t item = q.item[slot];
-  __syncwarp();
-  if (lane == 0) Barrier::arrive(&q.empty[slot]);
+  int64_t item = 0;
+  if (lane == 0) {
+    wait_barrier(&q.full[slot], uint32_t(k / kItemRing) & 1u);
+    item = int64_t(atomicAdd(&q.item[slot], 0ull));
+    Barrier::arrive(&q.empty[slot]);
+  }
+  item = __shfl_sync(0xffffffffu, item, 0);
   if (item >= items) return -1;
   if (fetcher && lane == 0) {
     const int next = k + 1, next_slot = next % kItemRing;
     if (next >= kItemRing) wait_barrier(&q.empty[next_slot], uint32_t(next / kItemRing - 1) & 1u);
-    q.item[next_slot] = p.item_counter != nullptr ? int64_t(gridDim.x) + int64_t(atomicAdd(p.item_counter, 1ull))
-                                                  : int64_t(blockIdx.x) + int64_t(next) * gridDim.x;
+    const unsigned long long next_item = p.item_counter != nullptr
+                                             ? gridDim.x + atomicAdd(p.item_counter, 1ull)
+                                             : blockIdx.x + static_cast<unsigned long long>(next) * gridDim.x;
+    atomicExch(&q.item[next_slot], next_item);
     Barrier::arrive(&q.full[next_slot]);
   }
   return item;

@@ -27,6 +27,10 @@ struct Recurrence {
   const int warp;  // 0 .. kBV/16 - 1
   int lane;        // (laundered per item, see run)
   WorkItem w{};  // the current work item
+  // Per item, for the chunk loop's output stores (fewer live registers than
+  // row0, length, head and value block: without them ptxas spilled two per chunk):
+  bf16* out_lane = nullptr;  // out at (row0, head, this warp's and lane's 8 value columns)
+  int length = 0;            // tokens of the item (< 2^31: token rows are 32-bit TMA coordinates)
 
   // Row of state[slot] (a [*, H, 128, 128] tensor) this lane's accumulator element e belongs to.
   __device__ int64_t state_row(int64_t slot, int e) const {
@@ -326,11 +330,9 @@ struct Recurrence {
     stsm_x4_trans(&staging[br.row * 16 + br.col], o);
     __syncwarp();
     const int tok = lane >> 1;
-    if (tok < w.valid_rows(c) && !p.skip_output) {
+    if (tok < length - c * kChunk && !p.skip_output) {
       const uint4 val = *reinterpret_cast<const uint4*>(&staging[tok * 16 + (lane & 1) * 8]);
-      const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + tok) + w.vblock * kBV +
-                          warp * 16 + (lane & 1) * 8;
-      *reinterpret_cast<uint4*>(static_cast<bf16*>(p.out) + off) = val;
+      *reinterpret_cast<uint4*>(out_lane + int64_t(c * kChunk + tok) * p.heads * kDim) = val;
     }
     if constexpr (kWarpgroupMma) {  // the update has read kr and written S
       wgmma_wait();
@@ -341,7 +343,11 @@ struct Recurrence {
   }
 
   // Every item of the CTA's queue, in order; `stream` counts the chunks of
-  // the items before the current one (the prep pairs count the same).
+  // the items before the current one (the prep pairs count the same). It
+  // advances by one per chunk (run_item), not by the item's loaded chunk
+  // count: as a counter the compiler keeps it, the stage addresses and the
+  // wgmma descriptors in uniform registers (from the loaded count they went
+  // through R2UR before every wgmma).
   template <bool kCheckpoints>
   __device__ void run() {
     uint32_t stream = 0;
@@ -353,7 +359,6 @@ struct Recurrence {
       // item's loops are hoisted out of this loop and spilled.
       asm volatile("" : "+r"(lane));
       run_item<kCheckpoints>(k == 0, stream);
-      stream += uint32_t(w.num_chunks);
     }
   }
 
@@ -361,7 +366,7 @@ struct Recurrence {
   // state store after each; a kernel of its own, since the segmented loop
   // costs the plain one registers (spills 8 -> 20 bytes) and ~2.5% of its time.
   template <bool kCheckpoints>
-  __device__ void run_item(bool first_item, uint32_t stream) {
+  __device__ void run_item(bool first_item, uint32_t& stream) {
     FragC S[kNTiles];
     const bool marks = kTimeline && first_item && warp == 0;  // (the timeline records the first item)
     if (marks) tl_mark(lane, kTlSetup);
@@ -377,10 +382,12 @@ struct Recurrence {
 
     const LaneRowCol ar = lane_a_order(lane), br = lane_b_order(lane);
     const int qid = lane & 3;
+    out_lane = static_cast<bf16*>(p.out) + w.token_offset(p, w.row0) + w.vblock * kBV + warp * 16 + (lane & 1) * 8;
+    length = int(w.length);
 
     if constexpr (!kCheckpoints) {
       for (int c = 0; c < w.num_chunks; ++c) {
-        chunk_step(S, c, stream + c, ar, br, qid);
+        chunk_step(S, c, stream++, ar, br, qid);
         if (marks && c < 2) tl_mark(lane, c == 0 ? kTlChunk0 : kTlChunk1);
       }
     } else {
@@ -390,7 +397,7 @@ struct Recurrence {
       for (int c = 0; c < w.num_chunks;) {
         const int end = min(c + p.checkpoint_chunks, w.num_chunks);
         for (; c < end; ++c) {
-          chunk_step(S, c, stream + c, ar, br, qid);
+          chunk_step(S, c, stream++, ar, br, qid);
           if (marks && (c < 2 || c == p.checkpoint_chunks))
             tl_mark(lane, c == 0 ? kTlChunk0 : c == 1 ? kTlChunk1 : kTlCkptNext);
         }
