@@ -4,9 +4,7 @@
 Needs a profiling build of flash_kda (CMake -DFLASH_KDA_TIMELINE=ON, see
 src/cuda/sm90/timeline.cuh): each CTA then writes its SM id, globaltimer at
 entry and end, and SM-cycle marks of its phases over the first 128 bytes of
-its first final-state row (persistent CTAs: their first work item only,
-marked by 0xF1A5 in the high half of the first word; the other items'
-rows hold states and are skipped). This script runs a few shapes (fp32 states,
+its first final-state row. This script runs a few shapes (fp32 states,
 value block 128 forced: one CTA per (sequence, head)) and prints, per shape:
 
   - the kernel's span and per-CTA duration (globaltimer, us);
@@ -53,9 +51,9 @@ def pct(xs, q):
 
 def analyse(rec, lengths):
     """rec: int64 [N, H, 11] records -> summary dict."""
-    rows = [r for r in rec.reshape(-1, rec.shape[-1]).tolist() if (r[0] >> 32) == 0xF1A5]
+    rows = rec.reshape(-1, rec.shape[-1]).tolist()
     n_chunks = (lengths[0] + 15) // 16
-    smid = [r[0] & 0xFFFFFFFF for r in rows]
+    smid = [r[0] for r in rows]
     t0 = [r[1] for r in rows]
     t1 = [r[2] for r in rows]
     marks = {m: [r[3 + i] for r in rows] for i, m in enumerate(MARKS)}

@@ -36,17 +36,13 @@ def main() -> int:
         print("sanitize_case: no CUDA device usable by flash_kda")
         return 2
     failed = 0
-    # The first case once per value-block width (1, 2 or 4 CTAs per head),
-    # and with the grid capped (FLASH_KDA_CTAS: persistent CTAs running many
-    # work items each, through the item queue and across item boundaries).
-    runs = ([(CASES[0], w, None) for w in ("128", "64", "32")] + [(CASES[0], "128", "2"), (CASES[0], "32", "3")] +
-            [(c, None, None) for c in CASES[1:]])
-    for case, width, ctas in runs:
-        for name, value in (("FLASH_KDA_VALUE_BLOCK", width), ("FLASH_KDA_CTAS", ctas)):
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    # The first case once per value-block width (1, 2 or 4 CTAs per head).
+    runs = [(CASES[0], w) for w in ("128", "64", "32")] + [(c, None) for c in CASES[1:]]
+    for case, width in runs:
+        if width is None:
+            os.environ.pop("FLASH_KDA_VALUE_BLOCK", None)
+        else:
+            os.environ["FLASH_KDA_VALUE_BLOCK"] = width
         host = kda_cases.make_inputs(case, device="cpu")
         dev = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in host.items()}
         out_h, fs_h = kda_cases.new_outputs(case, host)
@@ -58,9 +54,9 @@ def main() -> int:
         ref_out, ref_final = kda_cases.reference(host)
         try:
             err = kda_cases.assert_accurate(case, host, out_c, fs_c, ref_out, ref_final)
-            print(f"sanitize_case: OK {case.label()} width {width or 'auto'} ctas {ctas or 'auto'}: {err}")
+            print(f"sanitize_case: OK {case.label()} width {width or 'auto'}: {err}")
         except AssertionError as e:
-            print(f"sanitize_case: MISMATCH {case.label()} width {width or 'auto'} ctas {ctas or 'auto'}: {e}")
+            print(f"sanitize_case: MISMATCH {case.label()} width {width or 'auto'}: {e}")
             failed += 1
     failed += checkpoint_case()
     failed += decode_cases()
@@ -80,10 +76,6 @@ def checkpoint_case() -> int:
     for n in lengths:
         offsets.append(offsets[-1] + n // 16)
     for dtype in (torch.bfloat16, torch.float32):
-        if dtype == torch.float32:  # with persistent CTAs running several items each
-            os.environ["FLASH_KDA_CTAS"] = "2"
-        else:
-            os.environ.pop("FLASH_KDA_CTAS", None)
         out = torch.full(tuple(dev["q"].shape), float("nan"), dtype=torch.bfloat16, device="cuda")
         final = torch.full((len(lengths), 2, 128, 128), float("nan"), dtype=torch.float32, device="cuda")
         ckpt = torch.full((offsets[-1], 2, 128, 128), float("nan"), dtype=dtype, device="cuda")
@@ -107,7 +99,6 @@ def checkpoint_case() -> int:
                 print(f"sanitize_case: MISMATCH {name}: sequence {n}'s last checkpoint vs final state {err:.3e}")
                 failed += 1
         print(f"sanitize_case: OK {name}")
-    os.environ.pop("FLASH_KDA_CTAS", None)
     return failed
 
 

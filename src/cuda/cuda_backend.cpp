@@ -19,7 +19,6 @@ namespace flash_kda::cuda {
 namespace {
 
 constexpr size_t kStatusBytes = 256;  // the status word, padded to an allocation-friendly size
-constexpr size_t kItemCounterOffset = 8;  // the persistent CTAs' queue counter (uint64), inside kStatusBytes
 
 [[noreturn]] void fail_cuda(cudaError_t err, const std::string& what) {
   detail::fail(ErrorKind::kRuntime, "", "flash_kda: " + what + " failed: " + cudaGetErrorString(err));
@@ -247,22 +246,9 @@ size_t segment_workspace_bytes(const SegmentPlan& plan, const FwdShape& shape) {
          sizeof(float);
 }
 
-// Grid size for `items` work items: one persistent CTA per SM at most (the
-// kernel runs one CTA per SM), each taking items from its queue
-// (item_queue.cuh). FLASH_KDA_CTAS=n caps it lower (tests: many items per CTA).
-static int64_t persistent_ctas(int64_t items, int sm_count) {
-  int64_t ctas = std::min<int64_t>(items, std::max(sm_count, 1));
-  if (const char* forced = std::getenv("FLASH_KDA_CTAS")) {
-    const int64_t n = std::atoll(forced);
-    if (n > 0) ctas = std::min(ctas, n);
-  }
-  return ctas;
-}
-
 // Encodes v's tensor map for value-block width bv and launches the kernel.
 void launch_kernel(sm90::FwdKernelParams k, int bv, int device, cudaStream_t stream) {
   k.num_vblocks = kHeadDim / bv;
-  k.ctas = int(persistent_ctas(int64_t(k.num_sequences) * k.heads * k.num_vblocks, sm_count(device)));
   // v: boxes of 64 columns (128-byte rows) with the 128-byte swizzle, or one
   // of 32 with the 64-byte swizzle (SharedStorage::raw_v_lane reads them).
   if (k.total_rows > 0)
@@ -402,15 +388,9 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
       check.order = reinterpret_cast<int32_t*>(check.bitmaps + check.read_words + check.write_words);
       k.sequence_order = check.order;
     }
-    // (A workspace not 8-byte aligned gets the static schedule instead.)
-    char* counter = static_cast<char*>(workspace) + kItemCounterOffset;
-    check.item_counter = reinterpret_cast<uintptr_t>(counter) % 8 == 0
-                             ? reinterpret_cast<unsigned long long*>(counter)
-                             : nullptr;
     const cudaError_t err = sm90::launch_check_arguments(k, check, stream);
     if (err != cudaSuccess) fail_cuda(err, "launching the device argument check");
     k.status = check.status;
-    k.item_counter = check.item_counter;
   }
 
   // The kernel loads a chunk's token rows with TMA instructions (two 64-column

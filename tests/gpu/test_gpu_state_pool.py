@@ -100,10 +100,7 @@ POOL_CASES = {
 
 
 @pytest.mark.parametrize("name", list(POOL_CASES))
-@pytest.mark.parametrize("ctas", [None, 2])  # 2: persistent CTAs with many items each (test_gpu_persistent.py)
-def test_pool_matches_oracle(name, ctas, monkeypatch):
-    if ctas is not None:
-        monkeypatch.setenv("FLASH_KDA_CTAS", str(ctas))
+def test_pool_matches_oracle(name):
     shape, pool_dtype, mode, index_dtype_name = POOL_CASES[name]
     index_dtype = getattr(torch, index_dtype_name)
     case = Case(init=None, final=None, seed=3000 + len(name), **shape)
@@ -155,11 +152,8 @@ def test_pool_matches_oracle(name, ctas, monkeypatch):
 @pytest.mark.parametrize("width", ["128", "64", "32"])  # value-block width: 1, 2, 4 CTAs per head
 @pytest.mark.parametrize("ckpt_dtype", ["bf16", "fp32"])
 @pytest.mark.parametrize("interval", [16, 64])
-@pytest.mark.parametrize("ctas", [None, 2])
-def test_checkpoints_match_oracle_prefixes(ckpt_dtype, interval, width, ctas, monkeypatch):
+def test_checkpoints_match_oracle_prefixes(ckpt_dtype, interval, width, monkeypatch):
     monkeypatch.setenv("FLASH_KDA_VALUE_BLOCK", width)
-    if ctas is not None:
-        monkeypatch.setenv("FLASH_KDA_CTAS", str(ctas))
     case = Case(lengths=[130, 64, 0, 300, 15], H=2, init="fp32", final="fp32", seed=3100 + interval)
     inp = make_inputs(case)
     lengths = case.lengths

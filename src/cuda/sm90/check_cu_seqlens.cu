@@ -119,10 +119,7 @@ __global__ void __launch_bounds__(kThreads) check_arguments_kernel(const FwdKern
   }
   if (mine) atomicOr(&bad, mine);
   __syncthreads();
-  if (threadIdx.x == 0) {
-    *c.status = bad;
-    if (c.item_counter != nullptr) *c.item_counter = 0;
-  }
+  if (threadIdx.x == 0) *c.status = bad;
   if (c.order != nullptr && p.cu_seqlens != nullptr) order_longest_first(p, c.order);
 }
 

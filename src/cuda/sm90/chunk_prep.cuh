@@ -1,8 +1,7 @@
 // The prep role (producer): everything about a chunk that does not depend on
 // the recurrent state, computed ahead of the recurrence warps.
 //
-// Prep pair p (two warps, "halves") handles chunks p, p+4, p+8, ... of the
-// CTA's chunk stream (the chunks of its work items, one after another) in stage p;
+// Prep pair p (two warps, "halves") handles chunks p, p+4, p+8, ... in stage p;
 // half h owns tokens 8h..8h+7 for the elementwise work and half of every
 // matrix product. Per chunk:
 //   1. bulk-load q, k, g, v rows into the raw stage (the next chunk's loads
@@ -37,10 +36,10 @@ struct ChunkPrep {
 
   const FwdKernelParams& p;
   Smem& s;
+  const WorkItem& w;
   const int stage;  // == prep pair index
   const int half;   // 0 or 1
   int lane;         // (laundered per chunk, see run_chunks)
-  WorkItem w{};     // the current work item
 
   // Gate constants of this lane's 4 key channels (set once per work item):
   //   lower bound: 2^(gate_mul·g + bias2) = exp(-a (g + dt_bias)), gate_mul = -a·log2(e)
@@ -313,44 +312,21 @@ struct ChunkPrep {
     return static_cast<const uint16_t*>(p.beta)[w.beta_offset(p, int64_t(c) * kChunk + t)];
   }
 
-  // Every item of the CTA's queue, in order. `stream` counts the chunks of
-  // the items before the current one: this pair's chunks of an item are
-  // those whose stream index is `stage` mod 4. Pair 0's half 0 fetches the
-  // queue's next item as it takes one.
   // kUnbounded: the softplus and precomputed gates (a kernel of their own:
   // the relative-exponent work must not weigh on FlashKDA's gate).
   // kLmqkUnroll: the unroll factor of the L / Mqk k-loop (register pressure
   // differs per instantiation: FwdKernelTraits picks it).
   template <bool kUnbounded, int kLmqkUnroll>
   __device__ __forceinline__ void run() {
-    uint32_t stream = 0;
-    for (int k = 0;; ++k) {
-      const int64_t item = take_item(s.items, p, work_items(p), k, lane, stage == 0 && half == 0);
-      if (item < 0) break;
-      if (!make_work_item<kBV>(p, item, w)) continue;
-      asm volatile("" : "+r"(lane));  // (as in run_chunks: no lane-dependent values hoisted out of this loop)
-      stream = __shfl_sync(0xffffffffu, stream, 0);  // warp-uniform to the compiler (see Recurrence::run)
-      const int first = int((uint32_t(stage) - stream) % kStages);  // this pair's first chunk of the item
-      if (first < w.num_chunks) run_item<kUnbounded, kLmqkUnroll>(k == 0, first, stream + first);
-      stream += uint32_t(w.num_chunks);
-    }
-  }
-
-  // This pair's chunks first, first + 4, ... of the current item; `g` is the
-  // stream index of chunk `first`.
-  template <bool kUnbounded, int kLmqkUnroll>
-  __device__ __forceinline__ void run_item(bool first_item, int first, uint32_t g) {
+    if (stage >= w.num_chunks) return;
     // This pair's first chunk before anything else: the loads of a work
     // item's first chunks are its fill's critical path, and the constants
     // below wait for a global load (timeline probe, session 11: chunk 0's
-    // q, k, g landed ~4.4k cycles after setup in the 64x512 cases). Its raw
-    // q, k, g are free (this pair consumed its previous chunk's); its raw v is
-    // read by the recurrence until chunk g - 4 is released, so after the
-    // stream's first round v waits for that (run_chunks).
+    // q, k, g landed ~4.4k cycles after setup in the 64x512 cases).
     if (half == 0) {
-      load_qkg<kUnbounded>(first);
-      if (g < kStages) load_v(first);
-      if (first == 0) prefetch_initial_state();
+      load_qkg<kUnbounded>(stage);
+      load_v(stage);
+      if (stage == 0) prefetch_initial_state();
     }
     // Per-head constants: this lane's 4 key channels (dt_bias absent: zeros).
     const float a = p.A_log != nullptr ? expf(p.A_log[w.head]) : 0.f;
@@ -364,19 +340,19 @@ struct ChunkPrep {
     bias2[1] = gate_mul * dtb.y;
     bias2[2] = gate_mul * dtb.z;
     bias2[3] = gate_mul * dtb.w;
-    run_chunks<kUnbounded, kLmqkUnroll>(first_item, first, g / kStages);
+    run_chunks<kUnbounded, kLmqkUnroll>();
   }
 
-  // `round`: this pair's chunks before chunk `first` in the stream (its stage's phase count).
   template <bool kUnbounded, int kLmqkUnroll>
-  __device__ __forceinline__ void run_chunks(bool first_item, int first, uint32_t round) {
+  __device__ __forceinline__ void run_chunks() {
     constexpr bool kRelative = kUnbounded;
+    const int first = stage;
     const int gid = lane >> 2, qid = lane & 3;
     const int t0 = half * kHalf;  // first token of this half
 
     uint32_t beta_next = load_beta_bits(first);
 
-    for (int c = first, it = int(round); c < w.num_chunks; c += kStages, ++it) {
+    for (int c = first, it = 0; c < w.num_chunks; c += kStages, ++it) {
       // Opaque to the compiler from here on: otherwise it hoists the ~50
       // lane-dependent tile offsets out of the loop and spills them (bv128:
       // 280 bytes once U0 left the prep). Recomputing them costs a few
@@ -390,11 +366,11 @@ struct ChunkPrep {
       auto& scr = s.scratch[stage];
 
       wait_barrier(&s.raw_qkg_full[stage], phase);
-      // The first item's chunk 0 rows are in: the recurrence may now load
-      // its initial state (held back so that chunk 0's loads, the fill's
-      // critical path, do not queue behind its 64 KiB).
-      if (first_item && c == 0 && half == 0 && lane == 0) Barrier::arrive(&s.state_go);
-      if constexpr (kTimeline) if (first_item && c == 0 && half == 0) tl_mark(lane, kTlPrepLoaded0);
+      // Chunk 0's rows are in: the recurrence may now load the initial state
+      // (held back so that chunk 0's loads, the fill's critical path, do not
+      // queue behind its 64 KiB).
+      if (c == 0 && half == 0 && lane == 0) Barrier::arrive(&s.state_go);
+      if constexpr (kTimeline) if (c == 0 && half == 0) tl_mark(lane, kTlPrepLoaded0);
 
       float exp_gamma[4];
       if (valid == kChunk) {
@@ -527,7 +503,7 @@ struct ChunkPrep {
       // memory model, but compute-sanitizer's racecheck does not credit it (78 hazards without this).
       sync_pair();
       named_barrier_arrive(kPreppedFullBarrier + stage, kPreppedFullThreads<kBV>);
-      if constexpr (kTimeline) if (first_item && c == 0 && half == 0) tl_mark(lane, kTlPrepHanded0);
+      if constexpr (kTimeline) if (c == 0 && half == 0) tl_mark(lane, kTlPrepHanded0);
     }
   }
 

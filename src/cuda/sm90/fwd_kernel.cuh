@@ -1,10 +1,7 @@
-// The SM90 forward kernel: persistent CTAs (at most one per SM) that each run
-// a queue of (sequence, head, value block) work items (item_queue.cuh); four
+// The SM90 forward kernel: one CTA per (sequence, head, value block); four
 // prep warp pairs (producer) feed kBV/16 recurrence warps (consumer) through a
 // 4-stage shared-memory pipeline (mbarriers for the copies and the stage
-// release, named barriers for the hand-off of a prepped stage). The chunks of
-// a CTA's items form one stream through the stages: the prep runs into the
-// next item while the recurrence finishes the current one.
+// release, named barriers for the hand-off of a prepped stage).
 #pragma once
 
 #include "cuda/sm90/chunk_prep.cuh"
@@ -55,12 +52,12 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
   auto& smem = *reinterpret_cast<SharedStorage<kBV>*>(smem_bytes);
 
   tl_entry();
-  if (!device_arguments_valid(params)) return;
+  WorkItem item;
+  if (!make_work_item<kBV>(params, item)) return;
 
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (threadIdx.x == 0) {
-    init_item_queue(smem.items, Traits::kThreads / 32);
     for (int i = 0; i < kStages; ++i) {
       Barrier::init(&smem.raw_qkg_full[i], 1);
       Barrier::init(&smem.raw_v_full[i], 1);
@@ -73,13 +70,13 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
 
   if (warp < Traits::kRecurrenceWarps) {
     if constexpr (Traits::kRebalanceRegisters) cutlass::arch::warpgroup_reg_dealloc<Traits::kRecurrenceRegs>();
-    Recurrence<kBV>{params, smem, warp, lane}.template run<kCheckpoints>();
+    Recurrence<kBV>{params, smem, item, warp, lane}.template run<kCheckpoints>();
   } else {
     if constexpr (Traits::kRebalanceRegisters) cutlass::arch::warpgroup_reg_alloc<Traits::kPrepRegs>();
     // Pair p = warps (2p, 2p+1) after the recurrence warps: its halves sit on
     // different schedulers.
     const int prep = warp - Traits::kRecurrenceWarps;
-    ChunkPrep<kBV>{params, smem, prep / 2, prep % 2, lane}
+    ChunkPrep<kBV>{params, smem, item, prep / 2, prep % 2, lane}
         .template run<kUnbounded, Traits::template kLmqkUnroll<kUnbounded, kCheckpoints>>();
   }
 #endif

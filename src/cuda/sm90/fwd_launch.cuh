@@ -21,8 +21,8 @@ cudaError_t launch_fwd(const FwdKernelParams& params, int device, cudaStream_t s
     if (err != cudaSuccess) return err;
     configured.fetch_or(bit, std::memory_order_acq_rel);
   }
-  kda_fwd_kernel<kBV, kUnbounded, kCheckpoints><<<unsigned(params.ctas), Traits::kThreads, Traits::kSmemBytes, stream>>>(
-      params);
+  const dim3 grid(unsigned(params.num_sequences) * unsigned(params.num_vblocks), unsigned(params.heads));
+  kda_fwd_kernel<kBV, kUnbounded, kCheckpoints><<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(params);
   return cudaGetLastError();
 }
 

@@ -52,9 +52,6 @@ struct FwdKernelParams {
   // Varlen: the sequences by chunk count, longest first (written by the
   // device check); the CTAs take them in this order. Null: sequence order.
   const int32_t* sequence_order;
-  // Persistent CTAs (item_queue.cuh): the next item comes from this counter
-  // (zeroed by the device check), or null: a static schedule.
-  unsigned long long* item_counter;
   // Serving: state pools by slot, checkpoints (docs/kda.md); null / 0 when unused.
   const void* state_indices;        // [N]: slot of sequence n in the state pools; < 0 = padding
   const void* final_state_indices;  // [N] or null: slot the final state goes to (< 0: none)
@@ -73,7 +70,6 @@ struct FwdKernelParams {
   int heads;
   int num_sequences;          // work items per head: sequences (x segment_count with segments)
   int num_vblocks;            // 128 / BV
-  int ctas;                   // grid size: persistent CTAs (<= work items), set by the launcher
   float scale;
   float gate_scale;           // lower_bound * log2(e): gates applied in base 2
   GateKind gate_kind;

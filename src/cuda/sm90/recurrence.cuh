@@ -24,20 +24,16 @@ struct Recurrence {
 
   const FwdKernelParams& p;
   Smem& s;
+  const WorkItem& w;
   const int warp;  // 0 .. kBV/16 - 1
-  int lane;        // (laundered per item, see run)
-  WorkItem w{};  // the current work item
-  // Per item, for the chunk loop's output stores (fewer live registers than
-  // row0, length, head and value block: without them ptxas spilled two per chunk):
-  bf16* out_lane = nullptr;  // out at (row0, head, this warp's and lane's 8 value columns)
-  int length = 0;            // tokens of the item (< 2^31: token rows are 32-bit TMA coordinates)
+  const int lane;
 
   // Row of state[slot] (a [*, H, 128, 128] tensor) this lane's accumulator element e belongs to.
   __device__ int64_t state_row(int64_t slot, int e) const {
     return first_state_row<kBV>(p, w, slot) + warp * 16 + (lane >> 2) + (e >> 1) * 8;
   }
 
-  __device__ void load_state(FragC (&S)[kNTiles], bool first_item) const {
+  __device__ void load_state(FragC (&S)[kNTiles]) const {
     if (p.identity_start) {  // transition run: value row v starts as the unit vector e_v
 #pragma unroll
       for (int nt = 0; nt < kNTiles; ++nt)
@@ -51,14 +47,13 @@ struct Recurrence {
     const void* src;
     StateKind kind;
     if (!initial_state_source(p, w, src, kind)) return;  // zeros
-    // The CTA's first item: only once chunk 0's q, k, g landed
-    // (ChunkPrep::run_chunks arrives on state_go; the prep has also asked for
-    // these rows in L2): the state is first needed once chunk 0 is prepped,
-    // thousands of cycles later, and these loads then hit L2. Issued at once
-    // from HBM, 64 KiB of fp32 took ~4.5k cycles to issue with every SM busy
-    // and delayed chunk 0's loads by ~1.2k (timeline probe, session 11).
-    // Later items: their first chunks' loads went out long before.
-    if (first_item && w.num_chunks > 0) wait_barrier(&s.state_go, 0);
+    // Only once chunk 0's q, k, g landed (ChunkPrep::run_chunks arrives on
+    // state_go; the prep has also asked for these rows in L2): the state is
+    // first needed once chunk 0 is prepped, thousands of cycles later, and
+    // these loads then hit L2. Issued at once from HBM, 64 KiB of fp32 took
+    // ~4.5k cycles to issue with every SM busy and delayed chunk 0's loads
+    // by ~1.2k (timeline probe, session 11).
+    if (w.num_chunks > 0) wait_barrier(&s.state_go, 0);
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt) {
       const int col = nt * 8 + 2 * (lane & 3);
@@ -235,11 +230,10 @@ struct Recurrence {
     FragA v{{0u, 0u, 0u, 0u}};
     uint32_t invb_hi[4], invb_lo[4];
   };
-  // Chunk c of the item is chunk g of the CTA's stream (stage g % kStages).
-  __device__ void load_value_operands(int c, uint32_t g, const LaneRowCol& br, int qid, ValueOperands& o) const {
-    const int stage = g % kStages;
+  __device__ void load_value_operands(int c, const LaneRowCol& br, int qid, ValueOperands& o) const {
+    const int stage = c % kStages;
     if (!p.zero_values) {
-      wait_barrier(&s.raw_v_full[stage], (g / kStages) & 1);
+      wait_barrier(&s.raw_v_full[stage], (c / kStages) & 1);
       ldsm_x4_trans(&s.raw[stage].v[Smem::raw_v_tile(Smem::raw_v_lane(br.row, br.col), warp)], o.v.x);
       const int valid = w.valid_rows(c);
       if (valid < kChunk) {
@@ -277,17 +271,16 @@ struct Recurrence {
     }
   }
 
-  // One chunk: chunk c of the item, g of the CTA's stream: consume prepped
-  // stage g % kStages, update S, store the output tile.
-  __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, uint32_t g, const LaneRowCol& ar,
+  // One chunk: consume prepped stage c % kStages, update S, store the output tile.
+  __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, const LaneRowCol& ar,
                                              const LaneRowCol& br, int qid) const {
-    const int stage = g % kStages;
+    const int stage = c % kStages;
     named_barrier_sync(kPreppedFullBarrier + stage, kPreppedFullThreads<kBV>);
     auto& in = s.prepped[stage];
 
     FragC P[4];
     ValueOperands vo;
-    state_products(S, in, br, P, [&] { load_value_operands(c, g, br, qid, vo); });
+    state_products(S, in, br, P, [&] { load_value_operands(c, br, qid, vo); });
     FragC ut[2];
     values_after_state(P, vo, ut);
 
@@ -330,9 +323,11 @@ struct Recurrence {
     stsm_x4_trans(&staging[br.row * 16 + br.col], o);
     __syncwarp();
     const int tok = lane >> 1;
-    if (tok < length - c * kChunk && !p.skip_output) {
+    if (tok < w.valid_rows(c) && !p.skip_output) {
       const uint4 val = *reinterpret_cast<const uint4*>(&staging[tok * 16 + (lane & 1) * 8]);
-      *reinterpret_cast<uint4*>(out_lane + int64_t(c * kChunk + tok) * p.heads * kDim) = val;
+      const int64_t off = w.token_offset(p, w.row0 + int64_t(c) * kChunk + tok) + w.vblock * kBV +
+                          warp * 16 + (lane & 1) * 8;
+      *reinterpret_cast<uint4*>(static_cast<bf16*>(p.out) + off) = val;
     }
     if constexpr (kWarpgroupMma) {  // the update has read kr and written S
       wgmma_wait();
@@ -342,53 +337,31 @@ struct Recurrence {
     Barrier::arrive(&s.prepped_empty[stage]);
   }
 
-  // Every item of the CTA's queue, in order; `stream` counts the chunks of
-  // the items before the current one (the prep pairs count the same). It
-  // advances by one per chunk (run_item), not by the item's loaded chunk
-  // count: as a counter the compiler keeps it, the stage addresses and the
-  // wgmma descriptors in uniform registers (from the loaded count they went
-  // through R2UR before every wgmma).
-  template <bool kCheckpoints>
-  __device__ void run() {
-    uint32_t stream = 0;
-    for (int k = 0;; ++k) {
-      const int64_t item = take_item(s.items, p, work_items(p), k, lane, false);
-      if (item < 0) break;
-      if (!make_work_item<kBV>(p, item, w)) continue;
-      // Opaque from here on: otherwise the lane-dependent offsets of the
-      // item's loops are hoisted out of this loop and spilled.
-      asm volatile("" : "+r"(lane));
-      run_item<kCheckpoints>(k == 0, stream);
-    }
-  }
-
   // kCheckpoints: the loop in segments of checkpoint_chunks chunks with a
   // state store after each; a kernel of its own, since the segmented loop
   // costs the plain one registers (spills 8 -> 20 bytes) and ~2.5% of its time.
   template <bool kCheckpoints>
-  __device__ void run_item(bool first_item, uint32_t& stream) {
+  __device__ void run() {
     FragC S[kNTiles];
-    const bool marks = kTimeline && first_item && warp == 0;  // (the timeline records the first item)
-    if (marks) tl_mark(lane, kTlSetup);
-    load_state(S, first_item);
-    if (marks) tl_mark(lane, kTlStateIssued);
+    if constexpr (kTimeline) if (warp == 0) tl_mark(lane, kTlSetup);
+    load_state(S);
+    if constexpr (kTimeline) if (warp == 0) tl_mark(lane, kTlStateIssued);
     // Context parallelism, first pass: keep segment 0's initial state for the
     // last pass (which may run after final_state, an alias, was written).
     if (w.segment == 0 && p.segment_final != nullptr && !p.identity_start)
       store_state(S, p.segment_final, StateKind::kFloat32, int64_t(w.sequence) * p.segments);
-    // The final state may alias the initial state: every item has read its
-    // rows above before anyone writes them below (disjoint rows per item,
+    // The final state may alias the initial state: every CTA has read its
+    // rows above before anyone writes them below (disjoint rows per CTA,
     // and no sequence writes a slot another one reads: validated).
 
     const LaneRowCol ar = lane_a_order(lane), br = lane_b_order(lane);
     const int qid = lane & 3;
-    out_lane = static_cast<bf16*>(p.out) + w.token_offset(p, w.row0) + w.vblock * kBV + warp * 16 + (lane & 1) * 8;
-    length = int(w.length);
 
     if constexpr (!kCheckpoints) {
       for (int c = 0; c < w.num_chunks; ++c) {
-        chunk_step(S, c, stream++, ar, br, qid);
-        if (marks && c < 2) tl_mark(lane, c == 0 ? kTlChunk0 : kTlChunk1);
+        chunk_step(S, c, ar, br, qid);
+        if constexpr (kTimeline)
+          if (warp == 0 && c < 2) tl_mark(lane, c == 0 ? kTlChunk0 : kTlChunk1);
       }
     } else {
       // Segments of checkpoint_chunks chunks; after each full one, the state
@@ -397,28 +370,31 @@ struct Recurrence {
       for (int c = 0; c < w.num_chunks;) {
         const int end = min(c + p.checkpoint_chunks, w.num_chunks);
         for (; c < end; ++c) {
-          chunk_step(S, c, stream++, ar, br, qid);
-          if (marks && (c < 2 || c == p.checkpoint_chunks))
-            tl_mark(lane, c == 0 ? kTlChunk0 : c == 1 ? kTlChunk1 : kTlCkptNext);
+          chunk_step(S, c, ar, br, qid);
+          if constexpr (kTimeline)
+            if (warp == 0 && (c < 2 || c == p.checkpoint_chunks))
+              tl_mark(lane, c == 0 ? kTlChunk0 : c == 1 ? kTlChunk1 : kTlCkptNext);
         }
         if (int64_t(c) * kChunk <= w.length && c % p.checkpoint_chunks == 0) {
-          if (marks && c == p.checkpoint_chunks) tl_mark(lane, kTlCkptBegin);
+          if constexpr (kTimeline) if (warp == 0 && c == p.checkpoint_chunks) tl_mark(lane, kTlCkptBegin);
           store_checkpoint(S, p.checkpoints, p.checkpoint_kind, w.checkpoint_row0 + c / p.checkpoint_chunks - 1);
-          if (marks && c == p.checkpoint_chunks) tl_mark(lane, kTlCkptEnd);
+          if constexpr (kTimeline) if (warp == 0 && c == p.checkpoint_chunks) tl_mark(lane, kTlCkptEnd);
         }
       }
     }
 
-    if (marks) tl_mark(lane, kTlLastChunk);
+    if constexpr (kTimeline) if (warp == 0) tl_mark(lane, kTlLastChunk);
     if (w.write_slot >= 0) {
       if (p.segment_final != nullptr)  // (set only with segments)
         store_state(S, p.segment_final, StateKind::kFloat32, w.write_slot);
       else
         store_state(S, p.final_state, p.final_kind, w.write_slot);
     }
-    if (marks && w.write_slot >= 0 && p.segment_final == nullptr && p.final_kind == StateKind::kFloat32) {
-      tl_mark(lane, kTlStored);
-      tl_write(lane, static_cast<float*>(p.final_state) + state_row(w.write_slot, 0) * kDim);
+    if constexpr (kTimeline) {
+      if (warp == 0 && w.write_slot >= 0 && p.segment_final == nullptr && p.final_kind == StateKind::kFloat32) {
+        tl_mark(lane, kTlStored);
+        tl_write(lane, static_cast<float*>(p.final_state) + state_row(w.write_slot, 0) * kDim);
+      }
     }
   }
 };

@@ -11,7 +11,6 @@
 #include <cstddef>
 
 #include "cuda/sm90/device_utils.cuh"
-#include "cuda/sm90/item_queue.cuh"
 #include "common/constants.h"
 
 namespace flash_kda::sm90 {
@@ -112,8 +111,7 @@ struct SharedStorage {
   uint64_t raw_qkg_full[kStages];
   uint64_t raw_v_full[kStages];
   uint64_t prepped_empty[kStages];
-  uint64_t state_go;  // one phase: the first item's chunk 0 q, k, g landed, its initial state may load
-  ItemQueueStorage items;
+  uint64_t state_go;  // one phase: chunk 0's q, k, g landed (prep pair 0), the initial state may load
 };
 
 // The raw q, k, g tiles take the copy engine's 128-byte swizzle (1024-byte

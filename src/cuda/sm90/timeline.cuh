@@ -3,9 +3,6 @@
 // every SM is busy (bench/probe_timeline.py reads them). The record replaces
 // the first 128 bytes of the CTA's first final-state row (fp32 final states
 // only), so the results of such a build are wrong by design: never ship one.
-// Persistent CTAs record their first work item only (the marks count from
-// the CTA's entry); the record's first word carries kTlMagic in its high half
-// so that the probe can tell records from the other items' states.
 // In normal builds every mark compiles to nothing.
 #pragma once
 
@@ -53,7 +50,6 @@ __device__ __forceinline__ void tl_mark(int lane, TimelineMark mark) {
   if (lane == 0) tl_marks[mark] = clock64();
 }
 static_assert(3 + kTlMarks <= 16, "the record fits in 128 bytes");
-inline constexpr unsigned long long kTlMagic = 0xF1A5ull << 32;
 // Lane 0 of recurrence warp 0 writes the record over row_start[0..31]
 // (fp32 row of the final state) after its own state stores.
 __device__ __forceinline__ void tl_write(int lane, float* row_start) {
@@ -62,7 +58,7 @@ __device__ __forceinline__ void tl_write(int lane, float* row_start) {
   unsigned smid;
   asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
   auto* rec = reinterpret_cast<unsigned long long*>(row_start);
-  rec[0] = kTlMagic | smid;
+  rec[0] = smid;
   rec[1] = tl_entry_global;
   rec[2] = tl_globaltimer();
   for (int m = 0; m < kTlMarks; ++m) rec[3 + m] = tl_marks[m] - tl_entry_clock;

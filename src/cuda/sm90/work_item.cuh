@@ -67,9 +67,10 @@ __device__ __forceinline__ void fill_vectors(void* dst, int64_t count, uint4 fil
 // When the device check found cu_seqlens, the state indices or the
 // checkpoint offsets invalid, no result is computed and the outputs are
 // filled with NaN instead, so a caller who could not be told synchronously
-// never receives a plausible-looking tensor. All CTAs share the fills
-// (grid-stride) of `out`, `checkpoints` and a dense final_state. A state pool
-// (state_indices) is left untouched: its other slots belong to other requests.
+// never receives a plausible-looking tensor. All CTAs share the `out` and
+// `checkpoints` fills (grid-stride); each fills its own rows of a dense
+// final_state. A state pool (state_indices) is left untouched: its other
+// slots belong to other requests.
 __device__ __forceinline__ void poison_outputs(const FwdKernelParams& p) {
   const uint4 nan4 = make_uint4(0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u);
   const uint4 fnan4 = make_uint4(0x7fc00000u, 0x7fc00000u, 0x7fc00000u, 0x7fc00000u);
@@ -83,9 +84,14 @@ __device__ __forceinline__ void poison_outputs(const FwdKernelParams& p) {
                  fp32 ? fnan4 : nan4, first, step);
   }
   if (p.final_kind == StateKind::kNone || p.state_indices != nullptr) return;
-  const bool fp32 = p.final_kind == StateKind::kFloat32;
-  fill_vectors(p.final_state, p.final_slots * p.heads * kHeadDim * kHeadDim / (fp32 ? 4 : 8), fp32 ? fnan4 : nan4,
-               first, step);
+  const int vblock = int(blockIdx.x % unsigned(p.num_vblocks));
+  const int64_t sequence = blockIdx.x / unsigned(p.num_vblocks);
+  const int rows = kHeadDim / p.num_vblocks;
+  const int64_t row0 = ((sequence * p.heads + blockIdx.y) * kHeadDim + int64_t(vblock) * rows) * kHeadDim;
+  const int bytes_per = p.final_kind == StateKind::kFloat32 ? 4 : 2;
+  const int64_t vecs = int64_t(rows) * kHeadDim * bytes_per / 16;
+  fill_vectors(static_cast<char*>(p.final_state) + row0 * bytes_per, vecs,
+               p.final_kind == StateKind::kFloat32 ? fnan4 : nan4, threadIdx.x, blockDim.x);
 }
 
 // A padding sequence (negative state index): its out rows of this CTA's
@@ -101,40 +107,39 @@ __device__ __forceinline__ void zero_padding_rows(const FwdKernelParams& p, cons
   }
 }
 
-// False (after the NaN fill above) when the device check found the index
-// arguments invalid: then the CTA computes nothing.
-__device__ __forceinline__ bool device_arguments_valid(const FwdKernelParams& p) {
-  if (p.status == nullptr || *p.status == 0) return true;
-  poison_outputs(p);
-  return false;
-}
-
-// Number of work items: (sequence, head, value block) triples.
-__device__ __forceinline__ int64_t work_items(const FwdKernelParams& p) {
-  return int64_t(p.num_sequences) * p.heads * p.num_vblocks;
-}
-
-// Decodes work item `item` (< work_items(p)); false when there is nothing
-// to compute (padding sequence: the calling threads zero their share of its
-// out rows, so every thread of the CTA must decode it; invalid device
-// arguments the check would have caught).
+// Maps blockIdx to a work item; false when the CTA has nothing to compute
+// (invalid device arguments: then it NaN-fills its share of the outputs;
+// padding sequence: it zeroes its out rows).
 template <int kBV>
-__device__ __forceinline__ bool make_work_item(const FwdKernelParams& p, int64_t item, WorkItem& w) {
+__device__ __forceinline__ bool make_work_item(const FwdKernelParams& p, WorkItem& w) {
+  // The status word and the sequence order are loaded together (one memory
+  // latency, not two, before the cu_seqlens loads that depend on the order):
+  // the order index is in bounds whatever the status says, and its value is
+  // used only after the status check and its own range check.
+  const int32_t status = p.status != nullptr ? *p.status : 0;
+  int order_entry = 0;
+  int64_t per_sequence = 0, cta = 0;
   if (p.sequence_order != nullptr) {
-    // Items in order take (sequence rank, head, value block), the longest
-    // sequences first (the device check's order).
-    const int64_t per_sequence = int64_t(p.heads) * p.num_vblocks;
-    const int rest = int(item % per_sequence);
-    w.sequence = p.sequence_order[item / per_sequence];
+    per_sequence = int64_t(p.heads) * p.num_vblocks;
+    cta = int64_t(blockIdx.y) * gridDim.x + blockIdx.x;
+    order_entry = p.sequence_order[cta / per_sequence];
+  }
+  if (status != 0) {
+    poison_outputs(p);
+    return false;
+  }
+  if (p.sequence_order != nullptr) {
+    // CTAs in launch order take (sequence rank, head, value block), the
+    // longest sequences first (the device check's order).
+    const int rest = int(cta % per_sequence);
+    w.sequence = order_entry;
     w.head = rest / p.num_vblocks;
     w.vblock = rest % p.num_vblocks;
     if (w.sequence < 0 || w.sequence >= p.num_sequences) return false;  // (a permutation by construction)
-  } else {  // head-major, then sequence, then value block
-    const int64_t per_head = int64_t(p.num_sequences) * p.num_vblocks;
-    const int rest = int(item % per_head);
-    w.head = int(item / per_head);
-    w.sequence = rest / p.num_vblocks;
-    w.vblock = rest % p.num_vblocks;
+  } else {
+    w.vblock = int(blockIdx.x % unsigned(p.num_vblocks));
+    w.sequence = int(blockIdx.x / unsigned(p.num_vblocks));
+    w.head = int(blockIdx.y);
   }
   int64_t batch = w.sequence, first_token = 0;  // of beta[b, t, h]
   int segment = -1;
