@@ -30,7 +30,8 @@ RAW=$(mktemp -d /tmp/ab_raw.XXXXXX)
 CUTLASS_INC=$(python3 -c "import importlib.util, os; s = importlib.util.find_spec('cutlass_library'); print(os.path.join(os.path.dirname(s.origin), 'source', 'include') if s else '')" 2>/dev/null)
 # AB_SKIP_BUILD=1: reuse /tmp/ab_base from an earlier call in the same run
 if [[ "$BASE" == current || ( "${AB_SKIP_BUILD:-0}" == 1 && -d /tmp/ab_base ) ]]; then :; else
-rm -rf /tmp/ab_base
+# (the build dir too: a base from git archive keeps its commit's mtimes, so make would keep stale objects)
+rm -rf /tmp/ab_base /tmp/ab_build
 cfg=(--config-settings=build-dir=/tmp/ab_build --config-settings=cmake.define.FLASH_KDA_BUILD_TESTS=OFF
      --config-settings=cmake.define.FLASH_KDA_CUDA=ON --config-settings=cmake.define.FLASH_KDA_CUDA_ARCHS=90a)
 [[ -n "$CUTLASS_INC" ]] && cfg+=("--config-settings=cmake.define.CUTLASS_INCLUDE_DIR=$CUTLASS_INC")
