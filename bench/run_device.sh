@@ -18,7 +18,11 @@
 #    when the Triton cache comes back in parts, results.md, raw.tar.gz and the parts)
 #
 # Environment:
-#   SKIP_BUILD=1 SKIP_TESTS=1 SKIP_SANITIZER=1 SKIP_BENCH=1   skip a step
+#   SKIP_BUILD=1 SKIP_TESTS=1 SKIP_SANITIZER=1 SKIP_BENCH=1   skip a step (SKIP_BENCH: the
+#                    forward benchmark only)
+#   SKIP_ALL_BENCH=1 skip every benchmark and build check after the sanitizer (forward,
+#                    softplus, pool, decode, host overhead, wheel smoke, native build):
+#                    a tests-and-sanitizer call, e.g. before bench/ab_bench.sh
 #   SKIP_POOL_BENCH=1   skip the state-pool benchmark (bench_state_pool.py)
 #   PYTEST_ARGS      replaces the default pytest options "-q -rfEs"
 #   PYTEST_PATHS     replaces the default "tests/python tests/gpu"
@@ -41,6 +45,10 @@
 #                    get what earlier ones left
 set -uo pipefail
 
+if [[ "${SKIP_ALL_BENCH:-0}" == 1 ]]; then
+  export SKIP_BENCH=1 SKIP_SOFTPLUS_BENCH=1 SKIP_POOL_BENCH=1 SKIP_DECODE_BENCH=1 SKIP_HOST_BENCH=1 \
+    SKIP_WHEEL_SMOKE=1 SKIP_NATIVE_BUILD=1
+fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 REPO=$PWD
 OUT=${OUT:-/tmp/flash_kda_out}
