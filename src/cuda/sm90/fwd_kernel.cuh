@@ -23,17 +23,9 @@ struct FwdKernelTraits {
   static constexpr int kRecurrenceRegs = 128;
   static constexpr int kPrepRegs = 128;
   // Unroll factor of the prep's L / Mqk k-loop (8 steps), picked per
-  // instantiation by ptxas spills. bv128 by factor 1/2/4/8, spill bytes for
-  // lower bound / + checkpoints / unbounded / unbounded + checkpoints, at
-  // 1adac79: 8/60/0/0, 0/60/0/0, 0/16/0/64, 48/72/24/0 (hence the 2 below);
-  // at cacdb9d (bf16 packing, three Mqk accumulators): 0/52/0/0, 0/64/64/0,
-  // 0/20/0/0, 0/0/44/0, so 4 everywhere, 8 for + checkpoints, would now be
-  // spill-free (not yet GPU-run: see bench/NOTES.md). At fe70b816 (session 9)
-  // + checkpoints spills 44 / 44 / 64 bytes at 4 / 2 / 8 (the prep's
-  // prologue values, reloaded in its loop): the factor is not the lever.
-  // At ecc4daf9 (session 10, W off the prep), factors as below: bv128 0,
-  // + checkpoints 36 (one prep reload per chunk), unbounded 0, unbounded +
-  // checkpoints 28; + checkpoints also 36 at factors 2 and 8.
+  // instantiation by ptxas spills (at aaddab59, nvcc 13.0: 0 bytes for the
+  // bv128 kernels except bv128 + checkpoints, 32 bytes at any factor). The
+  // history of the choice is in bench/NOTES.md.
   template <bool kUnbounded, bool kCheckpoints>
   static constexpr int kLmqkUnroll = kBV == 128 && kUnbounded && kCheckpoints ? 2 : 4;
   static_assert(!kRebalanceRegisters ||
