@@ -18,8 +18,7 @@ __device__ __forceinline__ int64_t load_index(const void* p, bool is_int64, int6
   return is_int64 ? static_cast<const int64_t*>(p)[i] : int64_t(static_cast<const int32_t*>(p)[i]);
 }
 
-__device__ __forceinline__ float4 load_bf16x4(const void* base, int64_t element) {
-  const uint2 raw = *reinterpret_cast<const uint2*>(static_cast<const bf16*>(base) + element);
+__device__ __forceinline__ float4 unpack_bf16x4(uint2 raw) {
   const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
   const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
   return make_float4(lo.x, lo.y, hi.x, hi.y);

@@ -168,22 +168,50 @@ __device__ __forceinline__ void poison_all_out(const DecodeKernelParams& p) {
     reinterpret_cast<uint4*>(p.out)[i] = nan4;
 }
 
-// Warp `token` of the CTA prepares that token's vectors (lane: channels 4l..4l+3).
+// Warp `token` of the CTA prepares that token's vectors (lane: channels
+// 4l..4l+3) in two steps: load_token issues every global load the token
+// needs, prepare_token (after the caller has issued its state loads) does the
+// math. Written in the order of use, the compiler kept A_log's, beta's and v's
+// loads behind the norms' shuffles and the shared stores (a generic pointer
+// may alias shared memory): the prologue took four memory round trips, the
+// longest chain of a small call (issue #6, session 13).
 template <int kCtaRows>
-__device__ __forceinline__ void prepare_token(const DecodeKernelParams& p, TokenStorage<kCtaRows>& ts, int token,
-                                              int64_t row, int head, int vblock, int lane) {
+struct TokenLoads {
+  uint2 q, k, g;  // 4 bf16 each
+  float4 bias;
+  float a_log, beta;
+  float v[kCtaRows / 32];
+};
+
+template <int kCtaRows>
+__device__ __forceinline__ TokenLoads<kCtaRows> load_token(const DecodeKernelParams& p, int64_t row, int head,
+                                                           int vblock, int lane) {
+  TokenLoads<kCtaRows> t;
   const int64_t base = (row * p.heads + head) * kHeadDim + 4 * lane;
-  const float4 q = load_bf16x4(p.q, base);
-  const float4 k = load_bf16x4(p.k, base);
-  const float4 g = load_bf16x4(p.g, base);
+  t.q = *reinterpret_cast<const uint2*>(static_cast<const bf16*>(p.q) + base);
+  t.k = *reinterpret_cast<const uint2*>(static_cast<const bf16*>(p.k) + base);
+  t.g = *reinterpret_cast<const uint2*>(static_cast<const bf16*>(p.g) + base);
   const float* bias_row = p.dt_bias + int64_t(head) * kHeadDim + 4 * lane;  // 4-byte aligned only
-  const float4 bias = make_float4(bias_row[0], bias_row[1], bias_row[2], bias_row[3]);
+  t.bias = make_float4(bias_row[0], bias_row[1], bias_row[2], bias_row[3]);
+  t.a_log = p.A_log[head];
+  t.beta = load_bf16(p.beta, row * p.heads + head);
+#pragma unroll
+  for (int j = 0; j < kCtaRows / 32; ++j)
+    t.v[j] = load_bf16(p.v, (row * p.heads + head) * kHeadDim + vblock * kCtaRows + lane + 32 * j);
+  return t;
+}
+
+template <int kCtaRows>
+__device__ __forceinline__ void prepare_token(const DecodeKernelParams& p, const TokenLoads<kCtaRows>& t,
+                                              TokenStorage<kCtaRows>& ts, int token, int lane) {
+  const float4 q = unpack_bf16x4(t.q), k = unpack_bf16x4(t.k), g = unpack_bf16x4(t.g);
+  const float4 bias = t.bias;
   const float q_norm = warp_sum(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w);
   const float k_norm = warp_sum(k.x * k.x + k.y * k.y + k.z * k.z + k.w * k.w);
   const float eps = float(kL2NormEps);
   const float q_scale = p.scale * rsqrtf(q_norm + eps);
   const float k_scale = rsqrtf(k_norm + eps);
-  const float a = expf(p.A_log[head]);
+  const float a = expf(t.a_log);
   ts.q[token][lane] = make_float4(q.x * q_scale, q.y * q_scale, q.z * q_scale, q.w * q_scale);
   ts.k[token][lane] = make_float4(k.x * k_scale, k.y * k_scale, k.z * k_scale, k.w * k_scale);
   ts.decay[token][lane] = make_float4(exp2f(p.gate_scale * sigmoid(a * (g.x + bias.x))),
@@ -192,12 +220,11 @@ __device__ __forceinline__ void prepare_token(const DecodeKernelParams& p, Token
                                       exp2f(p.gate_scale * sigmoid(a * (g.w + bias.w))));
   const float qk = warp_sum(q.x * k.x + q.y * k.y + q.z * k.z + q.w * k.w) * (q_scale * k_scale);
   if (lane == 0) {
-    ts.b[token] = sigmoid(load_bf16(p.beta, row * p.heads + head));
+    ts.b[token] = sigmoid(t.beta);
     ts.qk[token] = qk;
   }
 #pragma unroll
-  for (int r = lane; r < kCtaRows; r += 32)
-    ts.v[token][r] = load_bf16(p.v, (row * p.heads + head) * kHeadDim + vblock * kCtaRows + r);
+  for (int j = 0; j < kCtaRows / 32; ++j) ts.v[token][lane + 32 * j] = t.v[j];
 }
 
 // The fused path's check (p.fused_check, N <= kFusedCheckMaxSequences): every
@@ -384,10 +411,14 @@ __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
 
   // 2. This CTA's state rows into shared memory, one bulk copy per pass, in
   // flight during the prologue and the check. Issued iff runnable: every
-  // path of a runnable CTA waits for them before it exits.
+  // path of a runnable CTA waits for them before it exits. The token loads
+  // go first (they need no slot), and the last warp issues the copies: warp 0
+  // always prepares a token, and its math should not wait for the slot.
+  TokenLoads<kCtaRows> token_loads;
+  if (tokens_ok && warp < len) token_loads = load_token<kCtaRows>(p, begin + warp, head, vblock, lane);
   Element* cta_rows = static_cast<Element*>(p.state) +
                       ((slot * p.heads + head) * kHeadDim + vblock * kCtaRows) * kHeadDim;
-  if (runnable && tid == 0) {
+  if (runnable && tid == kThreads - 32) {
 #pragma unroll
     for (int pass = 0; pass < kPasses; ++pass) {
       mbarrier_arrive_expect_tx(&state_full[pass], kPassBytes<kState>);
@@ -396,8 +427,8 @@ __global__ void __launch_bounds__(kThreads, StateRowIo<kState>::kMinCtasPerSm)
     }
   }
 
-  // 3. Prologue: warp w prepares token w.
-  if (runnable && warp < len) prepare_token(p, ts, warp, begin + warp, head, vblock, lane);
+  // 3. Prologue: warp w prepares token w (its loads were issued above).
+  if (tokens_ok && warp < len) prepare_token(p, token_loads, ts, warp, lane);
   if (p.fused_check) {
     status = check_finish(p, cs, check);  // also the prologue's barrier
     // Callers may read the status word: the same verdict as the check kernel's.
