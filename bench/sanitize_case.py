@@ -75,7 +75,15 @@ def checkpoint_case() -> int:
     offsets = [0]
     for n in lengths:
         offsets.append(offsets[-1] + n // 16)
-    for dtype in (torch.bfloat16, torch.float32):
+    # Value blocks of 128 rows: the checkpoint rows go partly through shared
+    # memory and bulk copies, partly straight from registers; the default
+    # width here (small grid) stages all of them.
+    runs = [(dtype, width) for width in ("128", None) for dtype in (torch.bfloat16, torch.float32)]
+    for dtype, width in runs:
+        if width is None:
+            os.environ.pop("FLASH_KDA_VALUE_BLOCK", None)
+        else:
+            os.environ["FLASH_KDA_VALUE_BLOCK"] = width
         out = torch.full(tuple(dev["q"].shape), float("nan"), dtype=torch.bfloat16, device="cuda")
         final = torch.full((len(lengths), 2, 128, 128), float("nan"), dtype=torch.float32, device="cuda")
         ckpt = torch.full((offsets[-1], 2, 128, 128), float("nan"), dtype=dtype, device="cuda")
@@ -85,7 +93,8 @@ def checkpoint_case() -> int:
                       checkpoints=ckpt, checkpoint_offsets=torch.tensor(offsets, device="cuda"),
                       checkpoint_interval=16)
         torch.cuda.synchronize()
-        name = f"checkpoints {str(dtype).replace('torch.', '')}"
+        os.environ.pop("FLASH_KDA_VALUE_BLOCK", None)
+        name = f"checkpoints {str(dtype).replace('torch.', '')} value block {width or 'default'}"
         if torch.isnan(ckpt.float()).any():
             print(f"sanitize_case: MISMATCH {name}: a checkpoint row was left unwritten")
             failed += 1

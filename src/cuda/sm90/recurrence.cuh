@@ -11,6 +11,8 @@
 // and the 16 x 16 output tile goes to HBM through a small staging buffer.
 #pragma once
 
+#include <cute/arch/copy_sm90_tma.hpp>
+
 #include "cuda/sm90/shared_storage.cuh"
 #include "cuda/sm90/timeline.cuh"
 #include "cuda/sm90/work_item.cuh"
@@ -72,56 +74,101 @@ struct Recurrence {
     }
   }
 
-  // Writes this warp's rows of S to dst[slot] (final state or a checkpoint).
+  // Writes this warp's rows of S to dst[slot] (the final state).
   // One base address per lane (its rows g and g + 8, columns 2q, 2q + 1);
-  // every store is then base + a constant, and the dtype is decided once:
-  // in the checkpoint kernel this runs every few chunks, inside the loop.
+  // every store is then base + a constant, and the dtype is decided once.
   __device__ void store_state(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
     const int64_t base = state_row(slot, 0) * kDim + 2 * (lane & 3);
     if (kind == StateKind::kFloat32)
-      store_rows(S, static_cast<float*>(dst) + base);
+      store_rows<kDim>(S, static_cast<float*>(dst) + base);
     else
-      store_rows(S, static_cast<bf16*>(dst) + base);
+      store_rows<kDim>(S, static_cast<bf16*>(dst) + base);
   }
-  template <typename Element>
+  // Rows kStride elements apart; `row` is this lane's first element.
+  template <int kStride, typename Element>
   __device__ static void store_rows(const FragC (&S)[kNTiles], Element* row) {
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt)
 #pragma unroll
       for (int half = 0; half < 2; ++half)
-        store_pair(row + half * 8 * kDim + nt * 8, S[nt].x[2 * half], S[nt].x[2 * half + 1]);
+        store_pair(row + half * 8 * kStride + nt * 8, S[nt].x[2 * half], S[nt].x[2 * half + 1]);
   }
   __device__ static void store_pair(float* p, float a, float b) { *reinterpret_cast<float2*>(p) = make_float2(a, b); }
   __device__ static void store_pair(bf16* p, float a, float b) { *reinterpret_cast<uint32_t*>(p) = pack_bf16x2(a, b); }
 
-  // Writes this warp's rows of S to checkpoint row `slot` of dst. fp32: as
-  // store_state. bf16: store_state's stores write 8 rows x 16 bytes per warp
-  // instruction, half a 32-byte sector per row, and the partial sectors cost
-  // as much as fp32's whole ones (session 10: bf16 checkpoints cost more than
-  // fp32). Here the two lanes of each pair in a row's quad first exchange
-  // one n-tile's packed values (one shuffle): the even lane then holds 4
-  // columns of n-tile j, the odd lane 4 of j + 1, and each store writes 8 rows
-  // x 32 bytes, whole sectors (measured: the bf16 store cost -45%; the same
-  // exchange for fp32, 8 rows x 64 bytes, changed nothing). Same values as
-  // store_state.
-  __device__ void store_checkpoint(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
+  // This warp's 16 rows of S (rows kStride elements apart from warp_rows on)
+  // in a checkpoint's dtype. fp32: as store_state. bf16: store_state's stores
+  // write 8 rows x 16 bytes per warp instruction, half a 32-byte sector per
+  // row, and the partial sectors cost as much as fp32's whole ones (session
+  // 10). Here the two lanes of each pair in a row's quad first exchange one
+  // n-tile's packed values (one shuffle): the even lane then holds 4 columns
+  // of n-tile j, the odd lane 4 of j + 1, and each store writes 8 rows x 32
+  // bytes, whole sectors (measured: the bf16 store cost -45%).
+  template <int kStride>
+  __device__ void write_checkpoint_rows(const FragC (&S)[kNTiles], float* warp_rows) const {
+    store_rows<kStride>(S, warp_rows + (lane >> 2) * kStride + 2 * (lane & 3));
+  }
+  template <int kStride>
+  __device__ void write_checkpoint_rows(const FragC (&S)[kNTiles], bf16* warp_rows) const {
     const int q = lane & 3;
-    const int64_t row = state_row(slot, 0) * kDim;  // row g; g + 8 is 8 rows on
-    if (kind == StateKind::kFloat32) {
-      store_rows(S, static_cast<float*>(dst) + row + 2 * q);
+    const bool odd = q & 1;
+    // even lane: columns 2q..2q+3 of n-tile j; odd lane: 2q-2..2q+1 of j + 1
+    bf16* base = warp_rows + (lane >> 2) * kStride + (odd ? 2 * q + 6 : 2 * q);
+#pragma unroll
+    for (int m = 0; m < kNTiles / 2; ++m)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const uint32_t lo = pack_bf16x2(S[2 * m].x[2 * h], S[2 * m].x[2 * h + 1]);
+        const uint32_t hi = pack_bf16x2(S[2 * m + 1].x[2 * h], S[2 * m + 1].x[2 * h + 1]);
+        const uint32_t r = __shfl_xor_sync(0xffffffffu, odd ? lo : hi, 1);
+        *reinterpret_cast<uint2*>(base + h * 8 * kStride + 16 * m) = odd ? make_uint2(r, hi) : make_uint2(lo, r);
+      }
+  }
+
+  // The recurrence warps' barrier at a checkpoint (after the prep pairs' and
+  // the hand-off barriers).
+  static constexpr int kCheckpointBarrier = kPreppedFullBarrier + kStages;
+  static constexpr int kRecurrenceThreads = 32 * (kBV / 16);
+
+  // Writes this warp's rows of S to checkpoint row `slot` of dst. A checkpoint
+  // written by the warps' own global stores held the recurrence for as long
+  // as the SM took to push its bytes out (~25 bytes per cycle per SM, 2.6k
+  // cycles for fp32 at kBV = 128, against ~2.3k per chunk; the same with 32
+  // or 256 CTAs resident: a per-SM limit, session 13). Staged warps (those
+  // whose rows fit in CheckpointStaging) write their rows to shared memory
+  // instead and lanes 0-15 hand one row each to a bulk copy, which drains
+  // while the recurrence goes on; the other warps store directly, and the
+  // copies start only once those stores are issued (a named barrier), so
+  // that they do not compete with them for the SM's bandwidth.
+  __device__ void store_checkpoint(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
+    using Staging = CheckpointStaging<kBV>;
+    const bool fp32 = kind == StateKind::kFloat32;
+    const int64_t first_row = first_state_row<kBV>(p, w, slot) + warp * 16;
+    // (warp < staged is warp-uniform, and lane-dependent work below is
+    // predicated, not branched: a divergent branch here cost the chunk loop
+    // its uniform registers, R2UR before every wgmma.)
+    if (__shfl_sync(0xffffffffu, warp, 0) < Staging::staged_warps(fp32)) {
+      const int stride = Staging::row_stride(fp32);
+      unsigned char* rows = reinterpret_cast<unsigned char*>(&s) + Staging::kOffset + size_t(warp) * 16 * stride;
+      cute::tma_store_wait<0>();  // the last checkpoint's copies (lanes 0-15) have read these rows
+      __syncwarp();
+      if (fp32)
+        write_checkpoint_rows<Staging::row_stride(true) / 4>(S, reinterpret_cast<float*>(rows));
+      else
+        write_checkpoint_rows<Staging::row_stride(false) / 2>(S, reinterpret_cast<bf16*>(rows));
+      cute::tma_store_fence();  // the rows, visible to the copy engine
+      __syncwarp();
+      if (Staging::staged_warps(fp32) < kBV / 16) named_barrier_sync(kCheckpointBarrier, kRecurrenceThreads);
+      const int bytes = kDim * (fp32 ? 4 : 2);
+      bulk_store_if(lane < 16, static_cast<char*>(dst) + (first_row + (lane & 15)) * bytes, rows + (lane & 15) * stride,
+                    bytes);
+      cute::tma_store_arrive();
     } else {
-      // even lane: columns 2q..2q+3 of n-tile j; odd lane: 2q-2..2q+1 of j + 1
-      const bool odd = q & 1;
-      bf16* base = static_cast<bf16*>(dst) + row + (odd ? 2 * q + 6 : 2 * q);
-#pragma unroll
-      for (int m = 0; m < kNTiles / 2; ++m)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const uint32_t lo = pack_bf16x2(S[2 * m].x[2 * h], S[2 * m].x[2 * h + 1]);
-          const uint32_t hi = pack_bf16x2(S[2 * m + 1].x[2 * h], S[2 * m + 1].x[2 * h + 1]);
-          const uint32_t r = __shfl_xor_sync(0xffffffffu, odd ? lo : hi, 1);
-          *reinterpret_cast<uint2*>(base + h * 8 * kDim + 16 * m) = odd ? make_uint2(r, hi) : make_uint2(lo, r);
-        }
+      if (fp32)
+        write_checkpoint_rows<kDim>(S, static_cast<float*>(dst) + first_row * kDim);
+      else
+        write_checkpoint_rows<kDim>(S, static_cast<bf16*>(dst) + first_row * kDim);
+      named_barrier_arrive(kCheckpointBarrier, kRecurrenceThreads);
     }
   }
 
@@ -396,6 +443,8 @@ struct Recurrence {
         tl_write(lane, static_cast<float*>(p.final_state) + state_row(w.write_slot, 0) * kDim);
       }
     }
+    // The CTA's shared memory must outlive the checkpoint copies' reads.
+    if constexpr (kCheckpoints) cute::tma_store_wait<0>();
   }
 };
 

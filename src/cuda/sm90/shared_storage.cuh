@@ -114,6 +114,27 @@ struct SharedStorage {
   uint64_t state_go;  // one phase: chunk 0's q, k, g landed (prep pair 0), the initial state may load
 };
 
+// Checkpoint kernels only: the shared memory past the pipeline stages (a CTA
+// may have 227 KiB) stages checkpoint rows on their way to HBM, so that a
+// bulk copy moves them while the recurrence goes on (Recurrence::
+// store_checkpoint). Each recurrence warp's 16 rows take row_stride() bytes
+// per row: 32 bytes of padding make a warp's store of 8 rows x 32 bytes hit every
+// bank once per 128 bytes (unpadded, the 8 rows would share 8 banks). Warps
+// below staged_warps() stage their rows; the others store theirs directly.
+inline constexpr size_t kMaxSmemPerCta = 227 * 1024;
+template <int kBV>
+struct CheckpointStaging {
+  static constexpr size_t kOffset = (sizeof(SharedStorage<kBV>) + 127) / 128 * 128;
+  static constexpr size_t kBytes = kMaxSmemPerCta - kOffset;
+  static constexpr int kPad = 32;
+  __device__ static constexpr int row_stride(bool fp32) { return kDim * (fp32 ? 4 : 2) + kPad; }
+  __device__ static constexpr int staged_warps(bool fp32) {
+    const int fit = int(kBytes / (16 * size_t(row_stride(fp32))));
+    return fit < kBV / 16 ? fit : kBV / 16;
+  }
+  static_assert(kOffset < kMaxSmemPerCta && kBytes >= 16 * (kDim * 2 + kPad), "room for a warp's bf16 rows");
+};
+
 // The raw q, k, g tiles take the copy engine's 128-byte swizzle (1024-byte
 // aligned); swz128_step needs the scratch tiles the prep steps through (kd,
 // ki, qd_lo, ki_lo) 256-byte aligned. The storage itself is 1024-byte aligned.
