@@ -80,96 +80,78 @@ struct Recurrence {
   __device__ void store_state(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
     const int64_t base = state_row(slot, 0) * kDim + 2 * (lane & 3);
     if (kind == StateKind::kFloat32)
-      store_rows<kDim>(S, static_cast<float*>(dst) + base);
+      store_rows(S, static_cast<float*>(dst) + base);
     else
-      store_rows<kDim>(S, static_cast<bf16*>(dst) + base);
+      store_rows(S, static_cast<bf16*>(dst) + base);
   }
-  // Rows kStride elements apart; `row` is this lane's first element.
-  template <int kStride, typename Element>
+  template <typename Element>
   __device__ static void store_rows(const FragC (&S)[kNTiles], Element* row) {
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt)
 #pragma unroll
       for (int half = 0; half < 2; ++half)
-        store_pair(row + half * 8 * kStride + nt * 8, S[nt].x[2 * half], S[nt].x[2 * half + 1]);
+        store_pair(row + half * 8 * kDim + nt * 8, S[nt].x[2 * half], S[nt].x[2 * half + 1]);
   }
   __device__ static void store_pair(float* p, float a, float b) { *reinterpret_cast<float2*>(p) = make_float2(a, b); }
   __device__ static void store_pair(bf16* p, float a, float b) { *reinterpret_cast<uint32_t*>(p) = pack_bf16x2(a, b); }
 
-  // This warp's 16 rows of S (rows kStride elements apart from warp_rows on)
-  // in a checkpoint's dtype. fp32: as store_state. bf16: store_state's stores
-  // write 8 rows x 16 bytes per warp instruction, half a 32-byte sector per
-  // row, and the partial sectors cost as much as fp32's whole ones (session
-  // 10). Here the two lanes of each pair in a row's quad first exchange one
-  // n-tile's packed values (one shuffle): the even lane then holds 4 columns
-  // of n-tile j, the odd lane 4 of j + 1, and each store writes 8 rows x 32
-  // bytes, whole sectors (measured: the bf16 store cost -45%).
-  template <int kStride>
-  __device__ void write_checkpoint_rows(const FragC (&S)[kNTiles], float* warp_rows) const {
-    store_rows<kStride>(S, warp_rows + (lane >> 2) * kStride + 2 * (lane & 3));
-  }
-  template <int kStride>
-  __device__ void write_checkpoint_rows(const FragC (&S)[kNTiles], bf16* warp_rows) const {
-    const int q = lane & 3;
-    const bool odd = q & 1;
-    // even lane: columns 2q..2q+3 of n-tile j; odd lane: 2q-2..2q+1 of j + 1
-    bf16* base = warp_rows + (lane >> 2) * kStride + (odd ? 2 * q + 6 : 2 * q);
-#pragma unroll
-    for (int m = 0; m < kNTiles / 2; ++m)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const uint32_t lo = pack_bf16x2(S[2 * m].x[2 * h], S[2 * m].x[2 * h + 1]);
-        const uint32_t hi = pack_bf16x2(S[2 * m + 1].x[2 * h], S[2 * m + 1].x[2 * h + 1]);
-        const uint32_t r = __shfl_xor_sync(0xffffffffu, odd ? lo : hi, 1);
-        *reinterpret_cast<uint2*>(base + h * 8 * kStride + 16 * m) = odd ? make_uint2(r, hi) : make_uint2(lo, r);
-      }
-  }
-
-  // The recurrence warps' barrier at a checkpoint (after the prep pairs' and
-  // the hand-off barriers).
-  static constexpr int kCheckpointBarrier = kPreppedFullBarrier + kStages;
-  static constexpr int kRecurrenceThreads = 32 * (kBV / 16);
-
-  // Writes this warp's rows of S to checkpoint row `slot` of dst. A checkpoint
-  // written by the warps' own global stores held the recurrence for as long
-  // as the SM took to push its bytes out (~25 bytes per cycle per SM, 2.6k
-  // cycles for fp32 at kBV = 128, against ~2.3k per chunk; the same with 32
-  // or 256 CTAs resident: a per-SM limit, session 13). Staged warps (those
-  // whose rows fit in CheckpointStaging) write their rows to shared memory
-  // instead and lanes 0-15 hand one row each to a bulk copy, which drains
-  // while the recurrence goes on; the other warps store directly, and the
-  // copies start only once those stores are issued (a named barrier), so
-  // that they do not compete with them for the SM's bandwidth.
+  // Writes this warp's rows of S to checkpoint row `slot` of dst. Stored by
+  // the warps themselves, a checkpoint held the recurrence for as long as the
+  // stores took to leave (fp32: ~2.6k cycles at kBV = 128, against ~2.3k per
+  // chunk; the same with 32 or 256 CTAs resident, so a limit inside the SM,
+  // session 13). Here the first CheckpointStaging::staged_rows() rows of the
+  // warp go to shared memory and, after the warp's direct stores of the rest,
+  // one bulk copy per row (lanes 0..rows-1) moves them while the recurrence
+  // goes on. Lane-dependent choices are selects and predicates, not branches:
+  // a divergent branch here cost the chunk loop its uniform registers (R2UR
+  // before every wgmma).
+  //   fp32: rows g (g < 4 staged) and g + 8, columns 2q, 2q + 1 of each n-tile.
+  //   bf16: whole 32-byte sectors: the two lanes of each pair in a row's quad
+  //   first exchange one n-tile's packed values (one shuffle), the even lane
+  //   then holds 4 columns of n-tile j, the odd lane 4 of j + 1 (measured:
+  //   -45% bf16 store cost against 16-byte half sectors, session 11); rows g
+  //   staged, g + 8 direct.
   __device__ void store_checkpoint(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
     using Staging = CheckpointStaging<kBV>;
     const bool fp32 = kind == StateKind::kFloat32;
     const int64_t first_row = first_state_row<kBV>(p, w, slot) + warp * 16;
-    // (warp < staged is warp-uniform, and lane-dependent work below is
-    // predicated, not branched: a divergent branch here cost the chunk loop
-    // its uniform registers, R2UR before every wgmma.)
-    if (__shfl_sync(0xffffffffu, warp, 0) < Staging::staged_warps(fp32)) {
-      const int stride = Staging::row_stride(fp32);
-      unsigned char* rows = reinterpret_cast<unsigned char*>(&s) + Staging::kOffset + size_t(warp) * 16 * stride;
-      cute::tma_store_wait<0>();  // the last checkpoint's copies (lanes 0-15) have read these rows
-      __syncwarp();
-      if (fp32)
-        write_checkpoint_rows<Staging::row_stride(true) / 4>(S, reinterpret_cast<float*>(rows));
-      else
-        write_checkpoint_rows<Staging::row_stride(false) / 2>(S, reinterpret_cast<bf16*>(rows));
-      cute::tma_store_fence();  // the rows, visible to the copy engine
-      __syncwarp();
-      if (Staging::staged_warps(fp32) < kBV / 16) named_barrier_sync(kCheckpointBarrier, kRecurrenceThreads);
-      const int bytes = kDim * (fp32 ? 4 : 2);
-      bulk_store_if(lane < 16, static_cast<char*>(dst) + (first_row + (lane & 15)) * bytes, rows + (lane & 15) * stride,
-                    bytes);
-      cute::tma_store_arrive();
+    const int g = lane >> 2, q = lane & 3;
+    unsigned char* staged = reinterpret_cast<unsigned char*>(&s) + Staging::kOffset + warp * Staging::warp_bytes(fp32);
+    cute::tma_store_wait<0>();  // the last checkpoint's copies have read this warp's staged rows
+    __syncwarp();
+    if (fp32) {
+      constexpr int kStride = Staging::row_stride(true) / 4;
+      float* global = static_cast<float*>(dst) + first_row * kDim + 2 * q;
+      float* row_g = g < Staging::staged_rows(true) ? reinterpret_cast<float*>(staged) + g * kStride + 2 * q
+                                                    : global + g * kDim;
+      float* row_g8 = global + (g + 8) * kDim;
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) {
+        store_pair(row_g + nt * 8, S[nt].x[0], S[nt].x[1]);
+        store_pair(row_g8 + nt * 8, S[nt].x[2], S[nt].x[3]);
+      }
     } else {
-      if (fp32)
-        write_checkpoint_rows<kDim>(S, static_cast<float*>(dst) + first_row * kDim);
-      else
-        write_checkpoint_rows<kDim>(S, static_cast<bf16*>(dst) + first_row * kDim);
-      named_barrier_arrive(kCheckpointBarrier, kRecurrenceThreads);
+      constexpr int kStride = Staging::row_stride(false) / 2;
+      const bool odd = q & 1;
+      const int col = odd ? 2 * q + 6 : 2 * q;  // even lane: columns 2q..2q+3 of n-tile j; odd: 2q-2..2q+1 of j + 1
+      bf16* rows[2] = {reinterpret_cast<bf16*>(staged) + g * kStride + col,
+                       static_cast<bf16*>(dst) + (first_row + g + 8) * kDim + col};
+#pragma unroll
+      for (int m = 0; m < kNTiles / 2; ++m)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const uint32_t lo = pack_bf16x2(S[2 * m].x[2 * h], S[2 * m].x[2 * h + 1]);
+          const uint32_t hi = pack_bf16x2(S[2 * m + 1].x[2 * h], S[2 * m + 1].x[2 * h + 1]);
+          const uint32_t r = __shfl_xor_sync(0xffffffffu, odd ? lo : hi, 1);
+          *reinterpret_cast<uint2*>(rows[h] + 16 * m) = odd ? make_uint2(r, hi) : make_uint2(lo, r);
+        }
     }
+    cute::tma_store_fence();  // the staged rows, visible to the copy engine
+    __syncwarp();
+    const int bytes = kDim * (fp32 ? 4 : 2), row = lane & 7;
+    bulk_store_if(lane < Staging::staged_rows(fp32), static_cast<char*>(dst) + (first_row + row) * bytes,
+                  staged + row * Staging::row_stride(fp32), bytes);
+    cute::tma_store_arrive();
   }
 
   // kBV >= 64: the recurrence warps form whole warpgroups, so the two

@@ -115,24 +115,24 @@ struct SharedStorage {
 };
 
 // Checkpoint kernels only: the shared memory past the pipeline stages (a CTA
-// may have 227 KiB) stages checkpoint rows on their way to HBM, so that a
-// bulk copy moves them while the recurrence goes on (Recurrence::
-// store_checkpoint). Each recurrence warp's 16 rows take row_stride() bytes
-// per row: 32 bytes of padding make a warp's store of 8 rows x 32 bytes hit every
-// bank once per 128 bytes (unpadded, the 8 rows would share 8 banks). Warps
-// below staged_warps() stage their rows; the others store theirs directly.
+// may have 227 KiB) stages part of every recurrence warp's checkpoint rows on
+// their way to HBM, so that a bulk copy moves them while the recurrence goes
+// on (Recurrence::store_checkpoint): the first staged_rows() of each warp's
+// 16 rows (fp32: 4, bf16: 8, all that fit at kBV = 128). Rows are padded by
+// 32 bytes: a warp's store of 8 rows x 32 bytes then hits every bank once per
+// 128 bytes (unpadded, the 8 rows would share 8 banks).
 inline constexpr size_t kMaxSmemPerCta = 227 * 1024;
 template <int kBV>
 struct CheckpointStaging {
   static constexpr size_t kOffset = (sizeof(SharedStorage<kBV>) + 127) / 128 * 128;
-  static constexpr size_t kBytes = kMaxSmemPerCta - kOffset;
   static constexpr int kPad = 32;
-  __device__ static constexpr int row_stride(bool fp32) { return kDim * (fp32 ? 4 : 2) + kPad; }
-  __device__ static constexpr int staged_warps(bool fp32) {
-    const int fit = int(kBytes / (16 * size_t(row_stride(fp32))));
-    return fit < kBV / 16 ? fit : kBV / 16;
-  }
-  static_assert(kOffset < kMaxSmemPerCta && kBytes >= 16 * (kDim * 2 + kPad), "room for a warp's bf16 rows");
+  __host__ __device__ static constexpr int row_stride(bool fp32) { return kDim * (fp32 ? 4 : 2) + kPad; }
+  __host__ __device__ static constexpr int staged_rows(bool fp32) { return fp32 ? 4 : 8; }
+  // Bytes of one warp's staged rows, and of all of them.
+  __host__ __device__ static constexpr int warp_bytes(bool fp32) { return staged_rows(fp32) * row_stride(fp32); }
+  static constexpr size_t kBytes = size_t(kBV / 16) * (warp_bytes(true) > warp_bytes(false) ? warp_bytes(true)
+                                                                                             : warp_bytes(false));
+  static_assert(kOffset + kBytes <= kMaxSmemPerCta, "the staged rows fit in a CTA's shared memory");
 };
 
 // The raw q, k, g tiles take the copy engine's 128-byte swizzle (1024-byte
