@@ -168,15 +168,6 @@ __device__ __forceinline__ void tma_load_3d(void* smem_dst, const CUtensorMap* m
 
 // Asks the copy engine to bring `bytes` (a multiple of 16, 16-byte aligned)
 // at `src` into L2. A hint: nothing is written, there is nothing to wait for.
-// A bulk copy of `bytes` from shared to global memory (its own bulk group
-// once committed) by the lanes with `pred`: predicated inside the asm, so
-// that the caller has no divergent branch.
-__device__ __forceinline__ void bulk_store_if(bool pred, void* gmem, const void* smem, uint32_t bytes) {
-  asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %3, 0;\n"
-      " @p cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n}"
-      :: "l"(gmem), "r"(smem_u32(smem)), "r"(bytes), "r"(int(pred)) : "memory");
-}
 __device__ __forceinline__ void prefetch_l2_bulk(const void* src, uint32_t bytes) {
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
 }

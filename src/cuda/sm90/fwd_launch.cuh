@@ -17,12 +17,12 @@ cudaError_t launch_fwd(const FwdKernelParams& params, int device, cudaStream_t s
   if (!(configured.load(std::memory_order_acquire) & bit)) {
     const cudaError_t err = cudaFuncSetAttribute(kda_fwd_kernel<kBV, kUnbounded, kCheckpoints>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 int(Traits::template kSmemBytes<kCheckpoints>));
+                                                 int(Traits::kSmemBytes));
     if (err != cudaSuccess) return err;
     configured.fetch_or(bit, std::memory_order_acq_rel);
   }
   const dim3 grid(unsigned(params.num_sequences) * unsigned(params.num_vblocks), unsigned(params.heads));
-  kda_fwd_kernel<kBV, kUnbounded, kCheckpoints><<<grid, Traits::kThreads, Traits::template kSmemBytes<kCheckpoints>, stream>>>(params);
+  kda_fwd_kernel<kBV, kUnbounded, kCheckpoints><<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(params);
   return cudaGetLastError();
 }
 

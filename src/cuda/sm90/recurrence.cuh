@@ -11,8 +11,6 @@
 // and the 16 x 16 output tile goes to HBM through a small staging buffer.
 #pragma once
 
-#include <cute/arch/copy_sm90_tma.hpp>
-
 #include "cuda/sm90/shared_storage.cuh"
 #include "cuda/sm90/timeline.cuh"
 #include "cuda/sm90/work_item.cuh"
@@ -74,9 +72,10 @@ struct Recurrence {
     }
   }
 
-  // Writes this warp's rows of S to dst[slot] (the final state).
+  // Writes this warp's rows of S to dst[slot] (final state or a checkpoint).
   // One base address per lane (its rows g and g + 8, columns 2q, 2q + 1);
-  // every store is then base + a constant, and the dtype is decided once.
+  // every store is then base + a constant, and the dtype is decided once:
+  // in the checkpoint kernel this runs every few chunks, inside the loop.
   __device__ void store_state(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
     const int64_t base = state_row(slot, 0) * kDim + 2 * (lane & 3);
     if (kind == StateKind::kFloat32)
@@ -95,47 +94,25 @@ struct Recurrence {
   __device__ static void store_pair(float* p, float a, float b) { *reinterpret_cast<float2*>(p) = make_float2(a, b); }
   __device__ static void store_pair(bf16* p, float a, float b) { *reinterpret_cast<uint32_t*>(p) = pack_bf16x2(a, b); }
 
-  // Writes this warp's rows of S to checkpoint row `slot` of dst. Stored by
-  // the warps themselves, a checkpoint held the recurrence for as long as the
-  // stores took to leave (fp32: ~2.6k cycles at kBV = 128, against ~2.3k per
-  // chunk; the same with 32 or 256 CTAs resident, so a limit inside the SM,
-  // session 13). Here the first CheckpointStaging::staged_rows() rows of the
-  // warp go to shared memory and, after the warp's direct stores of the rest,
-  // one bulk copy per row (lanes 0..rows-1) moves them while the recurrence
-  // goes on. Lane-dependent choices are selects and predicates, not branches:
-  // a divergent branch here cost the chunk loop its uniform registers (R2UR
-  // before every wgmma).
-  //   fp32: rows g (g < 4 staged) and g + 8, columns 2q, 2q + 1 of each n-tile.
-  //   bf16: whole 32-byte sectors: the two lanes of each pair in a row's quad
-  //   first exchange one n-tile's packed values (one shuffle), the even lane
-  //   then holds 4 columns of n-tile j, the odd lane 4 of j + 1 (measured:
-  //   -45% bf16 store cost against 16-byte half sectors, session 11); rows g
-  //   staged, g + 8 direct.
+  // Writes this warp's rows of S to checkpoint row `slot` of dst. fp32: as
+  // store_state. bf16: store_state's stores write 8 rows x 16 bytes per warp
+  // instruction, half a 32-byte sector per row, and the partial sectors cost
+  // as much as fp32's whole ones (session 10: bf16 checkpoints cost more than
+  // fp32). Here the two lanes of each pair in a row's quad first exchange
+  // one n-tile's packed values (one shuffle): the even lane then holds 4
+  // columns of n-tile j, the odd lane 4 of j + 1, and each store writes 8 rows
+  // x 32 bytes, whole sectors (measured: the bf16 store cost -45%; the same
+  // exchange for fp32, 8 rows x 64 bytes, changed nothing). Same values as
+  // store_state.
   __device__ void store_checkpoint(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
-    using Staging = CheckpointStaging<kBV>;
-    const bool fp32 = kind == StateKind::kFloat32;
-    const int64_t first_row = first_state_row<kBV>(p, w, slot) + warp * 16;
-    const int g = lane >> 2, q = lane & 3;
-    unsigned char* staged = reinterpret_cast<unsigned char*>(&s) + Staging::kOffset + warp * Staging::warp_bytes(fp32);
-    cute::tma_store_wait<0>();  // the last checkpoint's copies have read this warp's staged rows
-    __syncwarp();
-    if (fp32) {
-      constexpr int kStride = Staging::row_stride(true) / 4;
-      float* global = static_cast<float*>(dst) + first_row * kDim + 2 * q;
-      float* row_g = g < Staging::staged_rows(true) ? reinterpret_cast<float*>(staged) + g * kStride + 2 * q
-                                                    : global + g * kDim;
-      float* row_g8 = global + (g + 8) * kDim;
-#pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt) {
-        store_pair(row_g + nt * 8, S[nt].x[0], S[nt].x[1]);
-        store_pair(row_g8 + nt * 8, S[nt].x[2], S[nt].x[3]);
-      }
+    const int q = lane & 3;
+    const int64_t row = state_row(slot, 0) * kDim;  // row g; g + 8 is 8 rows on
+    if (kind == StateKind::kFloat32) {
+      store_rows(S, static_cast<float*>(dst) + row + 2 * q);
     } else {
-      constexpr int kStride = Staging::row_stride(false) / 2;
+      // even lane: columns 2q..2q+3 of n-tile j; odd lane: 2q-2..2q+1 of j + 1
       const bool odd = q & 1;
-      const int col = odd ? 2 * q + 6 : 2 * q;  // even lane: columns 2q..2q+3 of n-tile j; odd: 2q-2..2q+1 of j + 1
-      bf16* rows[2] = {reinterpret_cast<bf16*>(staged) + g * kStride + col,
-                       static_cast<bf16*>(dst) + (first_row + g + 8) * kDim + col};
+      bf16* base = static_cast<bf16*>(dst) + row + (odd ? 2 * q + 6 : 2 * q);
 #pragma unroll
       for (int m = 0; m < kNTiles / 2; ++m)
 #pragma unroll
@@ -143,15 +120,9 @@ struct Recurrence {
           const uint32_t lo = pack_bf16x2(S[2 * m].x[2 * h], S[2 * m].x[2 * h + 1]);
           const uint32_t hi = pack_bf16x2(S[2 * m + 1].x[2 * h], S[2 * m + 1].x[2 * h + 1]);
           const uint32_t r = __shfl_xor_sync(0xffffffffu, odd ? lo : hi, 1);
-          *reinterpret_cast<uint2*>(rows[h] + 16 * m) = odd ? make_uint2(r, hi) : make_uint2(lo, r);
+          *reinterpret_cast<uint2*>(base + h * 8 * kDim + 16 * m) = odd ? make_uint2(r, hi) : make_uint2(lo, r);
         }
     }
-    cute::tma_store_fence();  // the staged rows, visible to the copy engine
-    __syncwarp();
-    const int bytes = kDim * (fp32 ? 4 : 2), row = lane & 7;
-    bulk_store_if(lane < Staging::staged_rows(fp32), static_cast<char*>(dst) + (first_row + row) * bytes,
-                  staged + row * Staging::row_stride(fp32), bytes);
-    cute::tma_store_arrive();
   }
 
   // kBV >= 64: the recurrence warps form whole warpgroups, so the two
@@ -425,8 +396,6 @@ struct Recurrence {
         tl_write(lane, static_cast<float*>(p.final_state) + state_row(w.write_slot, 0) * kDim);
       }
     }
-    // The CTA's shared memory must outlive the checkpoint copies' reads.
-    if constexpr (kCheckpoints) cute::tma_store_wait<0>();
   }
 };
 

@@ -114,27 +114,6 @@ struct SharedStorage {
   uint64_t state_go;  // one phase: chunk 0's q, k, g landed (prep pair 0), the initial state may load
 };
 
-// Checkpoint kernels only: the shared memory past the pipeline stages (a CTA
-// may have 227 KiB) stages part of every recurrence warp's checkpoint rows on
-// their way to HBM, so that a bulk copy moves them while the recurrence goes
-// on (Recurrence::store_checkpoint): the first staged_rows() of each warp's
-// 16 rows (fp32: 4, bf16: 8, all that fit at kBV = 128). Rows are padded by
-// 32 bytes: a warp's store of 8 rows x 32 bytes then hits every bank once per
-// 128 bytes (unpadded, the 8 rows would share 8 banks).
-inline constexpr size_t kMaxSmemPerCta = 227 * 1024;
-template <int kBV>
-struct CheckpointStaging {
-  static constexpr size_t kOffset = (sizeof(SharedStorage<kBV>) + 127) / 128 * 128;
-  static constexpr int kPad = 32;
-  __host__ __device__ static constexpr int row_stride(bool fp32) { return kDim * (fp32 ? 4 : 2) + kPad; }
-  __host__ __device__ static constexpr int staged_rows(bool fp32) { return fp32 ? 4 : 8; }
-  // Bytes of one warp's staged rows, and of all of them.
-  __host__ __device__ static constexpr int warp_bytes(bool fp32) { return staged_rows(fp32) * row_stride(fp32); }
-  static constexpr size_t kBytes = size_t(kBV / 16) * (warp_bytes(true) > warp_bytes(false) ? warp_bytes(true)
-                                                                                             : warp_bytes(false));
-  static_assert(kOffset + kBytes <= kMaxSmemPerCta, "the staged rows fit in a CTA's shared memory");
-};
-
 // The raw q, k, g tiles take the copy engine's 128-byte swizzle (1024-byte
 // aligned); swz128_step needs the scratch tiles the prep steps through (kd,
 // ki, qd_lo, ki_lo) 256-byte aligned. The storage itself is 1024-byte aligned.
