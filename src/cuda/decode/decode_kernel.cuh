@@ -5,8 +5,10 @@
 //   1. read the status word (or, N <= kFusedCheckMaxSequences, issue this CTA's own check of all
 //      the indices: the fused path, no check kernel), the sequence's pool
 //      slot and token range;
-//   2. one thread issues the bulk copies of this CTA's state rows (contiguous
-//      in the pool) into shared memory, one per pass, each on its own mbarrier;
+//   2. warp w < t issues token w's loads (all of them at once, before any
+//      math), then one thread issues the bulk copies of this CTA's state rows
+//      (contiguous in the pool) into shared memory, one per pass, each on its
+//      own mbarrier;
 //   3. meanwhile warp w prepares token w (t <= 8 warps): L2-normalised q
 //      (times scale) and k, per-channel decay exp2(gate_scale * sigmoid(
 //      exp(A_log) (g + dt_bias))), sigmoid(beta) and the v entries of these
@@ -170,7 +172,7 @@ __device__ __forceinline__ void poison_all_out(const DecodeKernelParams& p) {
 
 // Warp `token` of the CTA prepares that token's vectors (lane: channels
 // 4l..4l+3) in two steps: load_token issues every global load the token
-// needs, prepare_token (after the caller has issued its state loads) does the
+// needs, prepare_token (after the caller has issued the state copy) does the
 // math. Written in the order of use, the compiler kept A_log's, beta's and v's
 // loads behind the norms' shuffles and the shared stores (a generic pointer
 // may alias shared memory): the prologue took four memory round trips, the
