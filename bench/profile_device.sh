@@ -5,7 +5,7 @@
 # launch, and into $OUT/ncu_<case>.txt: the details page (throughput, issue
 # slots, warp states, pipes, shared-memory conflicts), the SASS instructions
 # with the most stall samples (bench/tools/ncu_top_lines.py) and, for anchor,
-# anchor64 and softplus64, the samples per kernel-source line
+# anchor64, softplus64, checkpoints and plain, the samples per kernel-source line
 # (bench/tools/ncu_attribute.py, disassembly by bench/tools/disasm_tu.sh).
 #
 #   PROFILE_CASES="anchor,anchor64,softplus64" bash bench/profile_device.sh
@@ -51,6 +51,9 @@ for c in "${cases[@]}"; do
       anchor) tu=bv128 chunks=49152 ;;
       anchor64) tu=bv64 chunks=65536 ;;
       softplus64) tu=bv64_unbounded chunks=65536 ;;
+      # 64 x 512 tokens, H=32: 2048 CTAs (value block 128) x 32 chunks
+      checkpoints) tu=bv128_checkpoints chunks=65536 ;;
+      plain) tu=bv128 chunks=65536 ;;
       *) tu= ;;
     esac
     if [[ -n $tu ]]; then
