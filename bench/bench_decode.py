@@ -86,6 +86,12 @@ def case_bytes(N: int, H: int, t: int, state: str) -> int:
             + H * 4 + H * D * 4)            # A_log, dt_bias
 
 
+def input_set_count(nbytes: int, l2_bytes: int) -> int:
+    """Input sets to rotate through so that a call's state comes from HBM:
+    enough that they span twice the L2 cache (at most 64)."""
+    return 1 if nbytes >= 2 * l2_bytes else min(64, math.ceil(2 * l2_bytes / nbytes) + 1)
+
+
 def select_cases(spec: str | None):
     return _select_cases(spec, CASES)
 
@@ -212,7 +218,7 @@ def fla_fn(fused_fwd, s, pool=None):
 def run_case(name, N, H, t, state, args, flash_kda, fused_fwd, l2_bytes, bw_tbps):
     torch = _torch()
     nbytes = case_bytes(N, H, t, state)
-    n_sets = 1 if nbytes >= 2 * l2_bytes else min(64, math.ceil(2 * l2_bytes / nbytes) + 1)
+    n_sets = input_set_count(nbytes, l2_bytes)
     sets = make_sets(N, H, t, state, n_sets, seed=4321 + N * 7 + H + t)
     r = {"name": name, "N": N, "H": H, "t": t, "state": state, "bytes": nbytes, "input_sets": n_sets,
          "pool_slots": N * n_sets}
