@@ -94,37 +94,27 @@ struct Recurrence {
   __device__ static void store_pair(float* p, float a, float b) { *reinterpret_cast<float2*>(p) = make_float2(a, b); }
   __device__ static void store_pair(bf16* p, float a, float b) { *reinterpret_cast<uint32_t*>(p) = pack_bf16x2(a, b); }
 
-  // Writes part `part` (of kCheckpointParts) of this warp's rows of S to
-  // checkpoint row `slot`: the next chunk's step issues the parts between its
-  // own work, since S is unchanged until its update_state (session 14: the
-  // stores leave the SM at ~25 bytes per cycle, so 64 KiB at once held the
-  // recurrence ~2.6k cycles). fp32: as store_state, n-tiles 4·part..4·part+3.
-  // bf16: store_state's stores write 8 rows x 16 bytes per warp instruction,
-  // half a 32-byte sector per row, and the partial sectors cost as much as
-  // fp32's whole ones (session 10). Here the two lanes of each pair in a
-  // row's quad first exchange one n-tile's packed values (one shuffle): the
-  // even lane then holds 4 columns of n-tile j, the odd lane 4 of j + 1, and
-  // each store writes 8 rows x 32 bytes, whole sectors (measured: the bf16
-  // store cost -45%; the same exchange for fp32 changed nothing). Same
-  // values as store_state.
-  static constexpr int kCheckpointParts = 4;
-  __device__ void store_checkpoint_part(const FragC (&S)[kNTiles], int64_t slot, int part) const {
-    constexpr int kTilesPerPart = kNTiles / kCheckpointParts;
+  // Writes this warp's rows of S to checkpoint row `slot` of dst. fp32: as
+  // store_state. bf16: store_state's stores write 8 rows x 16 bytes per warp
+  // instruction, half a 32-byte sector per row, and the partial sectors cost
+  // as much as fp32's whole ones (session 10: bf16 checkpoints cost more than
+  // fp32). Here the two lanes of each pair in a row's quad first exchange
+  // one n-tile's packed values (one shuffle): the even lane then holds 4
+  // columns of n-tile j, the odd lane 4 of j + 1, and each store writes 8 rows
+  // x 32 bytes, whole sectors (measured: the bf16 store cost -45%; the same
+  // exchange for fp32, 8 rows x 64 bytes, changed nothing). Same values as
+  // store_state.
+  __device__ void store_checkpoint(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
     const int q = lane & 3;
     const int64_t row = state_row(slot, 0) * kDim;  // row g; g + 8 is 8 rows on
-    if (p.checkpoint_kind == StateKind::kFloat32) {
-      float* base = static_cast<float*>(p.checkpoints) + row + 2 * q;
-#pragma unroll
-      for (int nt = part * kTilesPerPart; nt < (part + 1) * kTilesPerPart; ++nt)
-#pragma unroll
-        for (int half = 0; half < 2; ++half)
-          store_pair(base + half * 8 * kDim + nt * 8, S[nt].x[2 * half], S[nt].x[2 * half + 1]);
+    if (kind == StateKind::kFloat32) {
+      store_rows(S, static_cast<float*>(dst) + row + 2 * q);
     } else {
       // even lane: columns 2q..2q+3 of n-tile j; odd lane: 2q-2..2q+1 of j + 1
       const bool odd = q & 1;
-      bf16* base = static_cast<bf16*>(p.checkpoints) + row + (odd ? 2 * q + 6 : 2 * q);
+      bf16* base = static_cast<bf16*>(dst) + row + (odd ? 2 * q + 6 : 2 * q);
 #pragma unroll
-      for (int m = part * kTilesPerPart / 2; m < (part + 1) * kTilesPerPart / 2; ++m)
+      for (int m = 0; m < kNTiles / 2; ++m)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const uint32_t lo = pack_bf16x2(S[2 * m].x[2 * h], S[2 * m].x[2 * h + 1]);
@@ -133,11 +123,6 @@ struct Recurrence {
           *reinterpret_cast<uint2*>(base + h * 8 * kDim + 16 * m) = odd ? make_uint2(r, hi) : make_uint2(lo, r);
         }
     }
-  }
-  // All parts at once (a checkpoint at the sequence's end: no next chunk).
-  __device__ void store_checkpoint(const FragC (&S)[kNTiles], int64_t slot) const {
-#pragma unroll
-    for (int part = 0; part < kCheckpointParts; ++part) store_checkpoint_part(S, slot, part);
   }
 
   // kBV >= 64: the recurrence warps form whole warpgroups, so the two
@@ -286,17 +271,10 @@ struct Recurrence {
     }
   }
 
-  // One chunk: consume prepped stage c % kStages, update S, store the output
-  // tile. ckpt_slot >= 0: S (the state before this chunk) also goes to that
-  // checkpoint row, in parts between this step's work, all before the update.
+  // One chunk: consume prepped stage c % kStages, update S, store the output tile.
   __device__ __forceinline__ void chunk_step(FragC (&S)[kNTiles], int c, const LaneRowCol& ar,
-                                             const LaneRowCol& br, int qid, int ckpt_slot = -1) const {
-    const auto checkpoint_part = [&](int part) {
-      if (ckpt_slot >= 0) store_checkpoint_part(S, ckpt_slot, part);
-    };
+                                             const LaneRowCol& br, int qid) const {
     const int stage = c % kStages;
-    checkpoint_part(0);
-    checkpoint_part(1);
     named_barrier_sync(kPreppedFullBarrier + stage, kPreppedFullThreads<kBV>);
     auto& in = s.prepped[stage];
 
@@ -305,7 +283,6 @@ struct Recurrence {
     state_products(S, in, br, P, [&] { load_value_operands(c, br, qid, vo); });
     FragC ut[2];
     values_after_state(P, vo, ut);
-
 
     // Uᵀ as bf16 A operands (k = tokens): hi for the state update, hi + lo
     // for the output (the intra-chunk term has no fp32 state path to dilute
@@ -335,8 +312,6 @@ struct Recurrence {
       }
     }
 
-    checkpoint_part(2);
-    checkpoint_part(3);
     update_state(S, in, ua, ar, qid);
 
     // Output tile [16 tokens][16 values]: stmatrix.trans into this warp's
@@ -390,29 +365,21 @@ struct Recurrence {
       }
     } else {
       // Segments of checkpoint_chunks chunks; after each full one, the state
-      // goes to the next checkpoint row. The first chunk of the next segment
-      // stores it, in parts between its own work (the peeled step: the other
-      // chunks' steps keep the registers of the plain loop); at the
-      // sequence's end it is stored at once.
+      // goes to the next checkpoint row (outside the hot loop: a store inside
+      // it costs registers the recurrence needs).
       for (int c = 0; c < w.num_chunks;) {
         const int end = min(c + p.checkpoint_chunks, w.num_chunks);
-        // (c > 0: the previous segment was a full one, and ended before the sequence did)
-        chunk_step(S, c, ar, br, qid, c > 0 ? int(w.checkpoint_row0) + c / p.checkpoint_chunks - 1 : -1);
-        if constexpr (kTimeline)
-          if (warp == 0 && (c < 2 || c == p.checkpoint_chunks))
-            tl_mark(lane, c == 0 ? kTlChunk0 : c == 1 ? kTlChunk1 : kTlCkptNext);
-        for (++c; c < end; ++c) {
+        for (; c < end; ++c) {
           chunk_step(S, c, ar, br, qid);
           if constexpr (kTimeline)
-            if (warp == 0 && c < 2) tl_mark(lane, kTlChunk1);
+            if (warp == 0 && (c < 2 || c == p.checkpoint_chunks))
+              tl_mark(lane, c == 0 ? kTlChunk0 : c == 1 ? kTlChunk1 : kTlCkptNext);
         }
-        if constexpr (kTimeline)
-          if (warp == 0 && c == p.checkpoint_chunks) {
-            tl_mark(lane, kTlCkptBegin);  // (the stores are issued by the next step)
-            tl_mark(lane, kTlCkptEnd);
-          }
-        if (c == w.num_chunks && int64_t(c) * kChunk <= w.length && c % p.checkpoint_chunks == 0)
-          store_checkpoint(S, int(w.checkpoint_row0) + c / p.checkpoint_chunks - 1);
+        if (int64_t(c) * kChunk <= w.length && c % p.checkpoint_chunks == 0) {
+          if constexpr (kTimeline) if (warp == 0 && c == p.checkpoint_chunks) tl_mark(lane, kTlCkptBegin);
+          store_checkpoint(S, p.checkpoints, p.checkpoint_kind, w.checkpoint_row0 + c / p.checkpoint_chunks - 1);
+          if constexpr (kTimeline) if (warp == 0 && c == p.checkpoint_chunks) tl_mark(lane, kTlCkptEnd);
+        }
       }
     }
 
