@@ -2,8 +2,10 @@
 """Serving benchmark: slot-indexed state pools and checkpoints (issue #7).
 
 A serving-like prefill: N sequences x L tokens packed (varlen, int64
-cu_seqlens), H heads, K=V=128, fp32 states in a pool of P = 2N slots
-(random slot permutation), lower_bound=-5. Per case, the variants:
+cu_seqlens; --lengths mixed: lengths of mean L, multiples of the interval,
+so that the sequences reach their checkpoints at different times), H heads,
+K=V=128, fp32 states in a pool of P = 2N slots (random slot permutation),
+lower_bound=-5. Per case, the variants:
 
   plain        fwd with dense [N] initial / final states (in place): the baseline
   slots        fwd with the pool and state_indices, in place (target <= 1.03 x plain)
@@ -19,7 +21,7 @@ Each: warm-up (>= 10 calls), then the median of --repeats calls, each timed
 with its own CUDA events.
 
     python3 bench/bench_state_pool.py [--heads 32,64] [--seqs 64] [--len 512]
-                                      [--repeats 100] [--json out.json]
+                                      [--lengths equal|mixed] [--repeats 100] [--json out.json]
 """
 from __future__ import annotations
 
@@ -34,11 +36,22 @@ import bench_fwd  # noqa: E402
 D = 128
 
 
-def run_case(H: int, N: int, L: int, repeats: int, interval: int, torch, flash_kda) -> dict:
+def sequence_lengths(N: int, L: int, interval: int, mixed: bool, gen, torch) -> list[int]:
+    """N lengths of mean L: all L, or (mixed) multiples of `interval` drawn
+    uniformly from [interval, 2L - interval], so that sequences reach their
+    checkpoints at different times, as in serving (L a multiple of interval)."""
+    if not mixed:
+        return [L] * N
+    steps = 2 * L // interval - 1
+    return [interval * (1 + int(i)) for i in torch.randint(0, steps, (N,), generator=gen)]
+
+
+def run_case(H: int, N: int, L: int, repeats: int, interval: int, mixed: bool, torch, flash_kda) -> dict:
     dev = "cuda"
-    T = N * L
     P = 2 * N
     gen = torch.Generator(device="cpu").manual_seed(H * 1000 + N)
+    lengths = sequence_lengths(N, L, interval, mixed, gen, torch)
+    T = sum(lengths)
 
     def randn(*shape, dtype=torch.bfloat16, std=1.0):
         return (torch.randn(shape, generator=gen) * std).to(dtype).to(dev)
@@ -48,17 +61,17 @@ def run_case(H: int, N: int, L: int, repeats: int, interval: int, torch, flash_k
     A_log = randn(H, dtype=torch.float32)
     dt_bias = randn(H, D, dtype=torch.float32)
     out = torch.empty((1, T, H, D), dtype=torch.bfloat16, device=dev)
-    cu = torch.arange(0, T + 1, L, dtype=torch.int64, device=dev)
+    cu = torch.tensor([0] + lengths, dtype=torch.int64).cumsum(0).to(dev)
     pool = randn(P, H, D, D, dtype=torch.float32, std=0.1)
     idx = torch.randperm(P, generator=gen)[:N].to(dev)
     dense = pool[idx].contiguous()
-    per_seq = L // interval
-    offsets = torch.arange(0, N * per_seq + 1, per_seq, dtype=torch.int64, device=dev)
-    ckpt32 = torch.empty((N * per_seq, H, D, D), dtype=torch.float32, device=dev)
-    ckpt16 = torch.empty((N * per_seq, H, D, D), dtype=torch.bfloat16, device=dev)
+    per_seq = [n // interval for n in lengths]
+    offsets = torch.tensor([0] + per_seq, dtype=torch.int64).cumsum(0).to(dev)
+    ckpt32 = torch.empty((sum(per_seq), H, D, D), dtype=torch.float32, device=dev)
+    ckpt16 = torch.empty((sum(per_seq), H, D, D), dtype=torch.bfloat16, device=dev)
     ckpt_none = torch.empty((1, H, D, D), dtype=torch.float32, device=dev)
     offsets_none = torch.zeros(N + 1, dtype=torch.int64, device=dev)
-    interval_none = (L // 16 + 1) * 16  # > L: no checkpoint is due
+    interval_none = (max(lengths) // 16 + 1) * 16  # > every length: no checkpoint is due
     scale = D ** -0.5
 
     def fwd(**kw):
@@ -93,8 +106,8 @@ def run_case(H: int, N: int, L: int, repeats: int, interval: int, torch, flash_k
     ms = {name: bench_fwd.time_calls([fn], repeats, max_seconds=float("inf"), min_repeats=repeats)[0]
           for name, fn in variants.items()}
     return {
-        "case": f"H{H} varlen {N}x{L} P={P}",
-        "H": H, "N": N, "L": L, "P": P, "checkpoint_interval": interval,
+        "case": f"H{H} varlen {N}x{'~' if mixed else ''}{L} P={P}",
+        "H": H, "N": N, "L": L, "lengths": lengths, "P": P, "checkpoint_interval": interval,
         "ms": ms,
         "slots_over_plain": ms["slots"] / ms["plain"],
         "gather_over_plain": ms["gather"] / ms["plain"],
@@ -110,6 +123,8 @@ def main() -> int:
     ap.add_argument("--seqs", type=int, default=64)
     ap.add_argument("--len", type=int, default=512)
     ap.add_argument("--interval", type=int, default=64)
+    ap.add_argument("--lengths", choices=("equal", "mixed"), default="equal",
+                    help="equal: every sequence --len tokens; mixed: multiples of --interval of mean --len")
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--json", default=None)
     # bench/ab_bench.sh passes --no-fla to every script: this one runs no FLA.
@@ -126,7 +141,9 @@ def main() -> int:
     print(f"{'case':28s} {'plain':>8s} {'slots':>8s} {'gather':>8s} {'+ckpt':>8s} {'+ckpt16':>8s} {'+ckpt0':>8s}"
           f" {'slots/plain':>12s} {'gather/plain':>13s} {'ckpt/slots':>11s} {'ckpt0/slots':>12s}")
     for H in (int(h) for h in args.heads.split(",")):
-        r = run_case(H, args.seqs, args.len, args.repeats, args.interval, torch, flash_kda)
+        if args.len % args.interval:
+            ap.error(f"--len {args.len} must be a multiple of --interval {args.interval}")
+        r = run_case(H, args.seqs, args.len, args.repeats, args.interval, args.lengths == "mixed", torch, flash_kda)
         results.append(r)
         ms = r["ms"]
         print(f"{r['case']:28s} {ms['plain']:8.3f} {ms['slots']:8.3f} {ms['gather']:8.3f}"
