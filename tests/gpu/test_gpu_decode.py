@@ -257,23 +257,27 @@ def _cuda_only():
         pytest.skip("CUDA-only behaviour (FLASH_KDA_TEST_DEVICE=cpu)")
 
 
-@pytest.mark.parametrize("packed", [False, True])
-def test_cuda_graph_capture_and_replay(packed):
-    _cuda_only()
-    flash_kda = _flash_kda()
+def _step(inp, out, pool):
+    call(_flash_kda().decode, inp, out, pool)
+    return out.float().square().mean()  # work after the call: a compiled graph continues
+
+
+def _capture_and_check(fn, packed, what):
+    """Captures fn(static inputs) in a CUDA graph, replays it on fresh inputs
+    copied into the static tensors, and checks each replay against the oracle."""
     lengths = [3, 1, 8, 2, 4] if packed else [4] * 5
     static = make_inputs(lengths, H=4, P=12, packed=packed, padding=(1,), seed=41)
     pool = static["state"].clone()
     out = torch.full(tuple(static["v"].shape), math.nan, dtype=torch.bfloat16, device="cuda")
-    # Warm up on a side stream (allocator, lazy module loading), then capture.
+    # Warm up on a side stream (allocator, lazy module loading, compilation), then capture.
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
-        call(flash_kda.decode, static, out, pool)
+        fn(static, out, pool)
     torch.cuda.current_stream().wait_stream(s)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        call(flash_kda.decode, static, out, pool)
+        fn(static, out, pool)
     for seed in (42, 43):
         fresh = make_inputs(lengths, H=4, P=12, packed=packed, padding=(3,), seed=seed)
         for key in ("q", "k", "v", "g", "beta", "A_log", "dt_bias", "state_indices"):
@@ -282,7 +286,45 @@ def test_cuda_graph_capture_and_replay(packed):
         out.fill_(math.nan)
         graph.replay()
         torch.cuda.synchronize()
-        check_against_reference(fresh, out, pool, f"graph replay seed={seed}")
+        check_against_reference(fresh, out, pool, f"{what} seed={seed}")
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_cuda_graph_capture_and_replay(packed):
+    _cuda_only()
+    _capture_and_check(lambda inp, out, pool: call(_flash_kda().decode, inp, out, pool), packed,
+                       f"graph replay packed={packed}")
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_compile_fullgraph_matches_eager(packed):
+    """torch.compile(fullgraph=True) of a function calling flash_kda.decode
+    (through torch.ops.flash_kda.decode; inductor on CUDA): the bits of eager,
+    and the oracle's values."""
+    lengths = [3, 1, 8, 2, 4] if packed else [2] * 5
+    inp = make_inputs(lengths, H=4, P=12, packed=packed, padding=(1,), seed=61 + packed)
+    torch._dynamo.reset()
+    compiled = torch.compile(_step, fullgraph=True, backend="inductor" if DEVICE == "cuda" else "aot_eager")
+    results = []
+    for fn in (_step, compiled):
+        out = torch.full(tuple(inp["v"].shape), math.nan, dtype=torch.bfloat16, device=inp["q"].device)
+        pool = inp["state"].clone()
+        res = fn(inp, out, pool)
+        sync()
+        results.append((out, pool, res))
+    (out_e, pool_e, res_e), (out_c, pool_c, res_c) = results
+    assert torch.equal(bits(out_c), bits(out_e)), f"packed={packed}: compiled out differs from eager"
+    assert torch.equal(bits(pool_c), bits(pool_e)), f"packed={packed}: compiled pool differs from eager"
+    torch.testing.assert_close(res_c, res_e)
+    check_against_reference(inp, out_c, pool_c, f"compiled packed={packed}")
+
+
+def test_compiled_function_in_cuda_graph():
+    """A torch.compile'd function around flash_kda.decode captured in a CUDA
+    graph and replayed (how serving engines run decode steps)."""
+    _cuda_only()
+    torch._dynamo.reset()
+    _capture_and_check(torch.compile(_step, fullgraph=True), True, "compiled graph replay")
 
 
 def _poisoned_call(inp, state_indices=None, cu_seqlens="same"):
