@@ -130,6 +130,8 @@ def main() -> int:
     # bench/ab_bench.sh passes --no-fla to every script: this one runs no FLA.
     ap.add_argument("--no-fla", action="store_true", help="accepted for ab_bench.sh (no FLA here)")
     args = ap.parse_args()
+    if args.lengths == "mixed" and args.len % args.interval:
+        ap.error(f"--lengths mixed: --len {args.len} must be a multiple of --interval {args.interval}")
     import torch
 
     import flash_kda
@@ -141,8 +143,6 @@ def main() -> int:
     print(f"{'case':28s} {'plain':>8s} {'slots':>8s} {'gather':>8s} {'+ckpt':>8s} {'+ckpt16':>8s} {'+ckpt0':>8s}"
           f" {'slots/plain':>12s} {'gather/plain':>13s} {'ckpt/slots':>11s} {'ckpt0/slots':>12s}")
     for H in (int(h) for h in args.heads.split(",")):
-        if args.len % args.interval:
-            ap.error(f"--len {args.len} must be a multiple of --interval {args.interval}")
         r = run_case(H, args.seqs, args.len, args.repeats, args.interval, args.lengths == "mixed", torch, flash_kda)
         results.append(r)
         ms = r["ms"]
