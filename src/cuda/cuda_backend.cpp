@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <limits>
 #include <mutex>
 #include <string>
 
@@ -61,47 +60,25 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return fn;
 }
 
-// The TMA descriptor of a [rows, heads, 128] tensor of 2- or 4-byte elements
-// (3-D, innermost first: 128 channels, heads, rows) with boxes of 16 rows x 1
-// head x `cols` channels, stored with `swizzle`; reads past the last row
-// return zeros. CUDA_ERROR_NOT_SUPPORTED: the driver has no encoder.
-CUresult encode_rows_map(CUtensorMap* map, const void* data, int64_t rows, int64_t heads, int cols,
-                         CUtensorMapDataType dtype, int element_bytes, CUtensorMapSwizzle swizzle) {
-  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
-  if (encode == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
-  const cuuint64_t dims[3] = {cuuint64_t(kHeadDim), cuuint64_t(heads), cuuint64_t(rows)};
-  const cuuint64_t strides[2] = {cuuint64_t(kHeadDim * element_bytes),
-                                 cuuint64_t(heads * kHeadDim * element_bytes)};  // bytes, dims 1..2
-  const cuuint32_t box[3] = {cuuint32_t(cols), 1, cuuint32_t(kChunk)};
-  const cuuint32_t element_strides[3] = {1, 1, 1};
-  return encode(map, dtype, 3, const_cast<void*>(data), dims, strides, box, element_strides,
-                CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-}
-
-// encode_rows_map for a bf16 input; failure is an error naming the tensor.
+// The TMA descriptor of a bf16 [rows, heads, 128] tensor (3-D, innermost
+// first: 128 channels, heads, rows) with boxes of 16 rows x 1 head x `cols`
+// channels, stored with `swizzle`; reads past the last row return zeros.
 void encode_token_map(CUtensorMap* map, const void* data, int64_t rows, int64_t heads, int cols, const char* name,
                       CUtensorMapSwizzle swizzle = CU_TENSOR_MAP_SWIZZLE_NONE) {
-  const CUresult r = encode_rows_map(map, data, rows, heads, cols, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, swizzle);
-  if (r == CUDA_ERROR_NOT_SUPPORTED)
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (encode == nullptr)
     detail::fail(ErrorKind::kRuntime, name, "flash_kda: the CUDA driver does not provide cuTensorMapEncodeTiled");
+  const cuuint64_t dims[3] = {cuuint64_t(kHeadDim), cuuint64_t(heads), cuuint64_t(rows)};
+  const cuuint64_t strides[2] = {cuuint64_t(kHeadDim * 2), cuuint64_t(heads * kHeadDim * 2)};  // bytes, dims 1..2
+  const cuuint32_t box[3] = {cuuint32_t(cols), 1, cuuint32_t(kChunk)};
+  const cuuint32_t element_strides[3] = {1, 1, 1};
+  const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(data), dims, strides, box,
+                            element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS)
     detail::fail(ErrorKind::kRuntime, name,
                  std::string("flash_kda: cuTensorMapEncodeTiled failed for ") + name + " (CUresult " +
                      std::to_string(int(r)) + ")");
-}
-
-// The checkpoints' map for staged checkpoints (CheckpointStaging): rows of
-// 128 values, boxes of 16 rows x 128 bytes. False (the kernel then stores
-// the checkpoints directly) when TMA cannot address them: row coordinates
-// past int32, or a base address the encoder refuses (not 16-byte aligned).
-bool encode_checkpoint_map(sm90::FwdKernelParams& k) {
-  const bool fp32 = k.checkpoint_kind == sm90::StateKind::kFloat32;
-  const int64_t rows = k.checkpoint_rows * k.heads * kHeadDim;
-  if (rows <= 0 || rows > std::numeric_limits<int32_t>::max()) return false;
-  return encode_rows_map(&k.tmap_checkpoints, k.checkpoints, rows, 1, fp32 ? 32 : 64,
-                         fp32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, fp32 ? 4 : 2,
-                         CU_TENSOR_MAP_SWIZZLE_128B) == CUDA_SUCCESS;
 }
 
 // cudaGetDeviceCount, asked once per process: the visible devices do not
@@ -425,7 +402,6 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
     if (params.g.dtype == DType::kBFloat16)
       encode_token_map(&k.tmap_g, k.g, k.total_rows, shape.heads, 64, "g", CU_TENSOR_MAP_SWIZZLE_128B);
   }
-  if (k.checkpoint_chunks > 0) k.checkpoint_tma = encode_checkpoint_map(k);
 
   const int sm_count = device_info(device).sm_count;
   const SegmentPlan plan = segment_plan(params, shape, sm_count);

@@ -166,29 +166,6 @@ __device__ __forceinline__ void tma_load_3d(void* smem_dst, const CUtensorMap* m
       : "memory");
 }
 
-// ---- TMA stores ----------------------------------------------------------------------
-// This thread's shared-memory writes, made visible to the copy engine (before
-// a bulk store reads them).
-__device__ __forceinline__ void fence_shared_for_bulk() {
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-}
-// A bulk tensor store of one box of a 3-D map (coordinates innermost first)
-// from shared memory, by the lanes with `pred`: predicated inside the asm, so
-// that the caller has no divergent branch. Joins the thread's open bulk group.
-__device__ __forceinline__ void tma_store_3d_if(bool pred, const CUtensorMap* map, const void* smem_src, int c0,
-                                                int c1, int c2) {
-  asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %4, 0;\n"
-      " @p cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%1, %2, %3}], [%5];\n}"
-      ::"l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(int(pred)),
-        "r"(cute::cast_smem_ptr_to_uint(smem_src))
-      : "memory");
-}
-// Closes the thread's bulk group (empty when it issued nothing).
-__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;" ::: "memory"); }
-// Waits until every bulk group of this thread has read its shared memory.
-__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory"); }
-
 // Asks the copy engine to bring `bytes` (a multiple of 16, 16-byte aligned)
 // at `src` into L2. A hint: nothing is written, there is nothing to wait for.
 __device__ __forceinline__ void prefetch_l2_bulk(const void* src, uint32_t bytes) {

@@ -13,10 +13,7 @@ template <int kBV>
 struct FwdKernelTraits {
   static constexpr int kRecurrenceWarps = kBV / 16;
   static constexpr int kThreads = 32 * (kRecurrenceWarps + kPrepWarps);
-  // The checkpoint kernels take all of it: the rest stages checkpoints
-  // (CheckpointStaging).
-  template <bool kCheckpoints>
-  static constexpr size_t kSmemBytes = kCheckpoints ? kMaxSmemPerCta : sizeof(SharedStorage<kBV>);
+  static constexpr size_t kSmemBytes = sizeof(SharedStorage<kBV>);
   // With 16 warps (kBV = 128) the entry cap is 128 registers. The split
   // used to be 120 / 136 (prep warps hold many per-token values); the
   // recurrence's wgmma batches need 128 (at 120 ptxas serialises them), and

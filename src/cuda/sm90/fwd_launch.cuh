@@ -11,19 +11,18 @@ namespace flash_kda::sm90 {
 template <int kBV, bool kUnbounded, bool kCheckpoints>
 cudaError_t launch_fwd(const FwdKernelParams& params, int device, cudaStream_t stream) {
   using Traits = FwdKernelTraits<kBV>;
-  constexpr size_t kSmemBytes = Traits::template kSmemBytes<kCheckpoints>;
   // Raise the dynamic shared-memory limit once per device, not per call.
   static std::atomic<uint64_t> configured{0};
   const uint64_t bit = uint64_t(1) << (device & 63);
   if (!(configured.load(std::memory_order_acquire) & bit)) {
     const cudaError_t err = cudaFuncSetAttribute(kda_fwd_kernel<kBV, kUnbounded, kCheckpoints>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 int(kSmemBytes));
+                                                 int(Traits::kSmemBytes));
     if (err != cudaSuccess) return err;
     configured.fetch_or(bit, std::memory_order_acq_rel);
   }
   const dim3 grid(unsigned(params.num_sequences) * unsigned(params.num_vblocks), unsigned(params.heads));
-  kda_fwd_kernel<kBV, kUnbounded, kCheckpoints><<<grid, Traits::kThreads, kSmemBytes, stream>>>(params);
+  kda_fwd_kernel<kBV, kUnbounded, kCheckpoints><<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(params);
   return cudaGetLastError();
 }
 

@@ -35,11 +35,6 @@ struct FwdKernelParams {
   CUtensorMap tmap_k;
   CUtensorMap tmap_g;
   CUtensorMap tmap_v;
-  // The checkpoints as [checkpoint_rows * H * 128][1][128] rows (3-D like the
-  // others), boxes of 16 rows x 128 bytes with the 128-byte swizzle, for the
-  // bulk stores of staged checkpoints (CheckpointStaging); valid only when
-  // checkpoint_tma is set (the host could encode it).
-  CUtensorMap tmap_checkpoints;
   const void* q;      // bf16 [rows, H, 128]   (rows = B * T)
   const void* k;
   const void* v;
@@ -65,7 +60,6 @@ struct FwdKernelParams {
   const void* checkpoint_offsets;   // [N + 1]: first checkpoint row of each sequence
   StateKind checkpoint_kind;
   int checkpoint_chunks;            // checkpoint_interval / kChunk; 0 = no checkpoints
-  bool checkpoint_tma;              // tmap_checkpoints is valid
   int64_t initial_slots;            // first dims of the states (bounds of defensive reads)
   int64_t final_slots;
   int64_t checkpoint_rows;

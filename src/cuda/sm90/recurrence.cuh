@@ -94,95 +94,35 @@ struct Recurrence {
   __device__ static void store_pair(float* p, float a, float b) { *reinterpret_cast<float2*>(p) = make_float2(a, b); }
   __device__ static void store_pair(bf16* p, float a, float b) { *reinterpret_cast<uint32_t*>(p) = pack_bf16x2(a, b); }
 
-  // Writes this warp's rows of S to checkpoint row `slot` of p.checkpoints.
-  // Staged (the whole checkpoint fits in CheckpointStaging, and the host
-  // encoded its tensor map): through shared memory and bulk tensor stores.
-  // A checkpoint stored by the warps' own global stores (256 of them at
-  // fp32, bv128) fills the SMSPs' MIO queues, and the prep warps then wait
-  // to issue their shared-memory instructions (session 14, ncu: prep
-  // mio_throttle x9); 16 rows of shared stores and a few bulk stores do not.
-  // Direct otherwise: fp32 as store_state; bf16 with the pair exchange of
-  // bf16_exchanged_pair (whole 32-byte sectors).
-  __device__ void store_checkpoint(const FragC (&S)[kNTiles], int64_t slot) const {
-    using Staging = CheckpointStaging<kBV>;
-    const bool fp32 = p.checkpoint_kind == StateKind::kFloat32;
-    if (p.checkpoint_tma && (fp32 ? Staging::fits(true) : Staging::fits(false))) {
-      stage_checkpoint(S, fp32, slot);
-      return;
-    }
+  // Writes this warp's rows of S to checkpoint row `slot` of dst. fp32: as
+  // store_state. bf16: store_state's stores write 8 rows x 16 bytes per warp
+  // instruction, half a 32-byte sector per row, and the partial sectors cost
+  // as much as fp32's whole ones (session 10: bf16 checkpoints cost more than
+  // fp32). Here the two lanes of each pair in a row's quad first exchange
+  // one n-tile's packed values (one shuffle): the even lane then holds 4
+  // columns of n-tile j, the odd lane 4 of j + 1, and each store writes 8 rows
+  // x 32 bytes, whole sectors (measured: the bf16 store cost -45%; the same
+  // exchange for fp32, 8 rows x 64 bytes, changed nothing). Same values as
+  // store_state.
+  __device__ void store_checkpoint(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
     const int q = lane & 3;
     const int64_t row = state_row(slot, 0) * kDim;  // row g; g + 8 is 8 rows on
-    if (fp32) {
-      store_rows(S, static_cast<float*>(p.checkpoints) + row + 2 * q);
+    if (kind == StateKind::kFloat32) {
+      store_rows(S, static_cast<float*>(dst) + row + 2 * q);
     } else {
-      bf16* base = static_cast<bf16*>(p.checkpoints) + row + bf16_exchange_col(q);
+      // even lane: columns 2q..2q+3 of n-tile j; odd lane: 2q-2..2q+1 of j + 1
+      const bool odd = q & 1;
+      bf16* base = static_cast<bf16*>(dst) + row + (odd ? 2 * q + 6 : 2 * q);
 #pragma unroll
       for (int m = 0; m < kNTiles / 2; ++m)
 #pragma unroll
-        for (int h = 0; h < 2; ++h)
-          *reinterpret_cast<uint2*>(base + h * 8 * kDim + 16 * m) = bf16_exchanged_pair(S, m, h, q);
+        for (int h = 0; h < 2; ++h) {
+          const uint32_t lo = pack_bf16x2(S[2 * m].x[2 * h], S[2 * m].x[2 * h + 1]);
+          const uint32_t hi = pack_bf16x2(S[2 * m + 1].x[2 * h], S[2 * m + 1].x[2 * h + 1]);
+          const uint32_t r = __shfl_xor_sync(0xffffffffu, odd ? lo : hi, 1);
+          *reinterpret_cast<uint2*>(base + h * 8 * kDim + 16 * m) = odd ? make_uint2(r, hi) : make_uint2(lo, r);
+        }
     }
-  }
-
-  // bf16 stores of 8 rows x 16 bytes per warp instruction (store_state's)
-  // write half a 32-byte sector per row, and partial sectors cost as much as
-  // fp32's whole ones (session 10). So the two lanes of each pair in a row's
-  // quad first exchange one n-tile's packed values (one shuffle): the even
-  // lane then holds 4 columns of n-tile 2m, the odd lane 4 of 2m + 1, and a
-  // warp's 8-byte stores cover 8 rows x 32 bytes (measured: the bf16 store
-  // cost -45%). bf16_exchange_col: this lane's first column within the
-  // 16 of n-tiles 2m, 2m + 1 (q = 0, 2, 1, 3: 0, 4, 8, 12).
-  __device__ static int bf16_exchange_col(int q) { return (q & 1) ? 2 * q + 6 : 2 * q; }
-  __device__ static uint2 bf16_exchanged_pair(const FragC (&S)[kNTiles], int m, int h, int q) {
-    const bool odd = q & 1;
-    const uint32_t lo = pack_bf16x2(S[2 * m].x[2 * h], S[2 * m].x[2 * h + 1]);
-    const uint32_t hi = pack_bf16x2(S[2 * m + 1].x[2 * h], S[2 * m + 1].x[2 * h + 1]);
-    const uint32_t r = __shfl_xor_sync(0xffffffffu, odd ? lo : hi, 1);
-    return odd ? make_uint2(r, hi) : make_uint2(lo, r);
-  }
-
-  // The staged checkpoint: this warp's 16 rows into its boxes (16 rows x 128
-  // bytes, 128-byte swizzle: 16-byte chunk j of row r at chunk j ^ (r % 8),
-  // so the 8 rows of each shared store hit every bank twice, no conflict),
-  // then one bulk tensor store per box by lane 0. The boxes are rewritten
-  // only after this warp's previous stores have read them (bulk_wait_read;
-  // run() waits once more before the CTA exits).
-  __device__ void stage_checkpoint(const FragC (&S)[kNTiles], bool fp32, int64_t slot) const {
-    using Staging = CheckpointStaging<kBV>;
-    unsigned char* boxes =
-        reinterpret_cast<unsigned char*>(&s) + Staging::kOffset + size_t(warp) * Staging::warp_bytes(fp32);
-    const int g = lane >> 2, q = lane & 3;
-    bulk_wait_read();
-    __syncwarp();
-    // byte offset of (row g + 8h, 16-byte chunk j of 128-byte column block b), plus 0 or 8
-    const auto at = [&](int b, int h, int j, int byte) {
-      return boxes + b * Staging::kBoxBytes + (g + 8 * h) * 128 + ((j ^ g) << 4) + byte;
-    };
-    if (fp32) {  // n-tile nt: columns 8nt + 2q, + 1 = block nt / 4, chunk 2 (nt % 4) + q / 2
-#pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-          *reinterpret_cast<float2*>(at(nt / 4, h, 2 * (nt % 4) + (q >> 1), (q & 1) * 8)) =
-              make_float2(S[nt].x[2 * h], S[nt].x[2 * h + 1]);
-    } else {  // columns 16m + bf16_exchange_col(q) .. + 3 = block m / 4, chunk 2 (m % 4) + (q & 1)
-#pragma unroll
-      for (int m = 0; m < kNTiles / 2; ++m)
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-          *reinterpret_cast<uint2*>(at(m / 4, h, 2 * (m % 4) + (q & 1), (q >> 1) * 8)) =
-              bf16_exchanged_pair(S, m, h, q);
-    }
-    fence_shared_for_bulk();
-    __syncwarp();
-    // (row coordinates fit in int32: the host encodes the map only then)
-    const int row0 = int(first_state_row<kBV>(p, w, slot)) + warp * 16;
-    const int box_cols = fp32 ? 32 : 64;
-#pragma unroll
-    for (int b = 0; b < 4; ++b)
-      tma_store_3d_if(lane == 0 && b * box_cols < kDim, &p.tmap_checkpoints, boxes + b * Staging::kBoxBytes,
-                      b * box_cols, 0, row0);
-    bulk_commit();
   }
 
   // kBV >= 64: the recurrence warps form whole warpgroups, so the two
@@ -376,9 +316,7 @@ struct Recurrence {
 
     // Output tile [16 tokens][16 values]: stmatrix.trans into this warp's
     // own staging tile, then 16-byte stores; then release the stage.
-    int tile = warp;
-    asm volatile("" : "+r"(tile));  // (opaque: a tile address hoisted out of the chunk loop costs it registers)
-    bf16* staging = s.out_staging[tile];
+    bf16* staging = in.staging[warp];
     const uint32_t o[4] = {pack_bf16x2(P[2].x[0], P[2].x[1]), pack_bf16x2(P[2].x[2], P[2].x[3]),
                            pack_bf16x2(P[3].x[0], P[3].x[1]), pack_bf16x2(P[3].x[2], P[3].x[3])};
     __syncwarp();  // (the tile's earlier reads by other lanes)
@@ -439,7 +377,7 @@ struct Recurrence {
         }
         if (int64_t(c) * kChunk <= w.length && c % p.checkpoint_chunks == 0) {
           if constexpr (kTimeline) if (warp == 0 && c == p.checkpoint_chunks) tl_mark(lane, kTlCkptBegin);
-          store_checkpoint(S, w.checkpoint_row0 + c / p.checkpoint_chunks - 1);
+          store_checkpoint(S, p.checkpoints, p.checkpoint_kind, w.checkpoint_row0 + c / p.checkpoint_chunks - 1);
           if constexpr (kTimeline) if (warp == 0 && c == p.checkpoint_chunks) tl_mark(lane, kTlCkptEnd);
         }
       }
@@ -458,8 +396,6 @@ struct Recurrence {
         tl_write(lane, static_cast<float*>(p.final_state) + state_row(w.write_slot, 0) * kDim);
       }
     }
-    // The staged checkpoints' bulk stores read this CTA's shared memory.
-    if constexpr (kCheckpoints) bulk_wait_read();
   }
 };
 

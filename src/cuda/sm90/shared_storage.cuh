@@ -4,8 +4,8 @@
 //   raw:     bulk-copy targets for the chunk's q, k, g (one barrier) and v (another)
 //   scratch: the prep pair's working tiles (kd, ki, residues of qd and ki, L, INV·diag(b);
 //            the recurrence warps read INV·diag(b), and raw v, for U)
-//   prepped: what the recurrence warps read for the chunk (kd;qd, kr, Mqk, 2^Γ)
-// and, once, the recurrence warps' output staging tiles.
+//   prepped: what the recurrence warps read for the chunk (kd;qd, kr, Mqk, 2^Γ), and their
+//            output staging tiles
 #pragma once
 
 #include <cstddef>
@@ -80,6 +80,8 @@ struct SharedStorage {
     bf16 mqk[kChunk * kChunk];       // Mqk = mqk + mqk_lo (bf16 hi/lo), swz16, lower triangle with diagonal
     bf16 mqk_lo[kChunk * kChunk];
     float decay[kDim];               // 2^Γ per key channel
+    // Recurrence warp w's output tile [16 tokens][16 values] on its way to HBM.
+    alignas(16) bf16 staging[kVTiles][kChunk * 16];
   };
 
   // Element index of (row, col) in the prepped wq and kr tiles (wgmma's
@@ -106,32 +108,11 @@ struct SharedStorage {
   Raw raw[kStages];
   Scratch scratch[kStages];
   Prepped prepped[kStages];
-  // Recurrence warp w's output tile [16 tokens][16 values] on its way to HBM
-  // (one per warp, not per stage: a warp's chunks are sequential and only it
-  // touches its tile; session 14: per stage it took 12 KiB more).
-  alignas(16) bf16 out_staging[kVTiles][kChunk * 16];
   uint64_t raw_qkg_full[kStages];
   uint64_t raw_v_full[kStages];
   uint64_t prepped_empty[kStages];
   uint64_t state_go;  // one phase: chunk 0's q, k, g landed (prep pair 0), the initial state may load
 };
-
-// Checkpoint kernels only: the shared memory past SharedStorage (a CTA may
-// have 227 KiB) stages a checkpoint's rows when all of them fit (bf16 at any
-// width, fp32 at kBV <= 64), so that bulk tensor stores take them to HBM
-// (Recurrence::store_checkpoint). Warp w's 16 rows are 128-byte-swizzled
-// boxes of 16 rows x 128 bytes (bf16: 2 boxes, fp32: 4), 1024-byte aligned.
-inline constexpr size_t kMaxSmemPerCta = 227 * 1024;
-template <int kBV>
-struct CheckpointStaging {
-  static constexpr size_t kOffset = (sizeof(SharedStorage<kBV>) + 1023) / 1024 * 1024;
-  static constexpr size_t kBytes = kOffset < kMaxSmemPerCta ? kMaxSmemPerCta - kOffset : 0;
-  static constexpr int kBoxBytes = 16 * 128;
-  __device__ static constexpr int warp_bytes(bool fp32) { return 16 * kDim * (fp32 ? 4 : 2); }
-  __device__ static constexpr bool fits(bool fp32) { return size_t(kBV / 16) * warp_bytes(fp32) <= kBytes; }
-};
-static_assert(CheckpointStaging<128>::fits(false) && CheckpointStaging<64>::fits(true) &&
-              CheckpointStaging<32>::fits(true), "bf16 checkpoints staged at every width, fp32 at kBV <= 64");
 
 // The raw q, k, g tiles take the copy engine's 128-byte swizzle (1024-byte
 // aligned); swz128_step needs the scratch tiles the prep steps through (kd,
