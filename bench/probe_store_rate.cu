@@ -1,15 +1,25 @@
-// How fast an SM's stores leave it (issue #7: the checkpoint kernel's 64 KiB
-// per CTA cost ~3.3k cycles however they were issued). A standalone probe,
-// no flash_kda code: one CTA of 8 warps per SM writes `kib` KiB to its own
-// region, three ways, and records per CTA the cycles (clock64) until every
-// warp had issued its stores and until they were complete:
+// What a burst of global stores costs an SM (issue #7: a checkpoint's 64 KiB
+// per CTA cost ~3.3k cycles however it was issued, and ncu showed the prep
+// warps throttled on the MIO queue while the recurrence stored it). A
+// standalone probe, no flash_kda code. One CTA per SM, 16 warps like the
+// forward kernel at bv128: warps 0-7 ("storers") write `kib` KiB to the
+// CTA's own region of global memory, while warps 8-15 ("workers") run a
+// fixed loop of dependent shared-memory loads and stores, as the prep does.
+// Per CTA, clock64 cycles:
+//   issued    until every storer had issued its stores
+//   complete  until they were complete (__threadfence(), or
+//             cp.async.bulk.wait_group 0 for bulk)
+//   workers   the slowest worker's loop
+// Storer modes:
+//   none      the storers do nothing (the workers' baseline)
 //   stg_rows  the checkpoint kernel's pattern: each warp instruction writes
 //             8 rows x 32 bytes (float2 per lane, lanes 4g..4g+3 on row g)
 //   stg_lines fully coalesced: each warp instruction writes 512 contiguous bytes
-//   bulk      st.shared of the same bytes, then one cp.async.bulk (shared ->
-//             global) per warp; "issued" is after the copy is issued
-// "complete": after __threadfence() (stores) or cp.async.bulk.wait_group 0.
-// Grids of 32 CTAs and one per SM show whether the rate is per SM.
+//   bulk      16-byte shared stores of the same bytes, then one
+//             cp.async.bulk (shared -> global) per warp
+// If the MIO model holds, the workers slow down under stg_* by about the
+// stores' drain time and not under bulk. Grids of 32 CTAs and one per SM
+// show whether the rates are per SM.
 //
 //   nvcc -O3 -arch=sm_90a -o /tmp/probe_store_rate bench/probe_store_rate.cu && /tmp/probe_store_rate
 #include <cuda_runtime.h>
@@ -21,111 +31,138 @@
 
 namespace {
 
-constexpr int kWarps = 8;
-constexpr int kThreads = 32 * kWarps;
+constexpr int kStorerWarps = 8;
+constexpr int kWorkerWarps = 8;
+constexpr int kThreads = 32 * (kStorerWarps + kWorkerWarps);
+constexpr int kMaxKib = 64;
+constexpr int kWorkerFloats = 512;  // per worker warp: 2 KiB of shared memory
+constexpr int kWorkerIters = 1024;
+constexpr int kSmemBytes = kMaxKib * 1024 + kWorkerWarps * kWorkerFloats * 4;  // (> 113 KiB: one CTA per SM)
 
-enum Mode { kStgRows = 0, kStgLines = 1, kBulk = 2 };
-const char* const kModeNames[] = {"stg_rows", "stg_lines", "bulk"};
+enum Mode { kNone = 0, kStgRows = 1, kStgLines = 2, kBulk = 3 };
+const char* const kModeNames[] = {"none", "stg_rows", "stg_lines", "bulk"};
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// cycles[3 * cta + 0..2]: (issued, complete, bytes) of that CTA.
+// A storer warp's `floats` floats to `region`.
 template <int kMode>
-__global__ void store_rate(float* dst, long long* cycles, int kib) {
-  extern __shared__ __align__(128) float staging[];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t floats_per_cta = int64_t(kib) * 256;
-  const int64_t floats_per_warp = floats_per_cta / kWarps;
-  float* region = dst + blockIdx.x * floats_per_cta + warp * floats_per_warp;
-  const float v = float(threadIdx.x) * 0.5f + 1.f;  // nonzero data
-  __syncthreads();
-  const long long t0 = clock64();
+__device__ void store_burst(float* region, float* staging, int64_t floats, int lane, float v) {
   if constexpr (kMode == kStgRows) {
     // rows of 128 floats (512 bytes); lane (g, q) writes row g, columns 2q, 2q+1 of each 8-column tile
     const int g = lane / 4, q = lane % 4;
-    const int rows = int(floats_per_warp / 128);
-    for (int r0 = 0; r0 < rows; r0 += 8)
+    for (int r0 = 0; r0 < int(floats / 128); r0 += 8)
 #pragma unroll 4
       for (int tile = 0; tile < 16; ++tile)
         *reinterpret_cast<float2*>(region + (r0 + g) * 128 + tile * 8 + 2 * q) = make_float2(v, v + tile);
   } else if constexpr (kMode == kStgLines) {
-    for (int64_t i = 4 * lane; i < floats_per_warp; i += 128)
-      *reinterpret_cast<float4*>(region + i) = make_float4(v, v, v, v);
-  } else {
-    float* mine = staging + warp * floats_per_warp;
-    for (int64_t i = 4 * lane; i < floats_per_warp; i += 128)
-      *reinterpret_cast<float4*>(mine + i) = make_float4(v, v, v, v);
+    for (int64_t i = 4 * lane; i < floats; i += 128) *reinterpret_cast<float4*>(region + i) = make_float4(v, v, v, v);
+  } else if constexpr (kMode == kBulk) {
+    for (int64_t i = 4 * lane; i < floats; i += 128) *reinterpret_cast<float4*>(staging + i) = make_float4(v, v, v, v);
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     __syncwarp();
     if (lane == 0) {
       asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" ::"l"(region),
-                   "r"(smem_addr(mine)), "r"(uint32_t(floats_per_warp * 4))
+                   "r"(smem_addr(staging)), "r"(uint32_t(floats * 4))
                    : "memory");
       asm volatile("cp.async.bulk.commit_group;" ::: "memory");
     }
   }
-  __syncwarp();
-  const long long t_issued = clock64();
-  if constexpr (kMode == kBulk) {
-    if (lane == 0) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+}
+
+// cycles[4 * cta + 0..3]: issued, complete, workers, (unused) of that CTA.
+template <int kMode>
+__global__ void __launch_bounds__(kThreads, 1) store_probe(float* dst, long long* cycles, float* sink, int kib) {
+  extern __shared__ __align__(128) float smem[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __shared__ long long issued[kStorerWarps], done[kStorerWarps], worked[kWorkerWarps];
+  const float v = float(threadIdx.x) * 0.5f + 1.f;  // nonzero data
+  float* workspace = smem + kMaxKib * 256;
+  if (warp >= kStorerWarps)
+    for (int i = lane; i < kWorkerFloats; i += 32) workspace[(warp - kStorerWarps) * kWorkerFloats + i] = v;
+  __syncthreads();
+  const long long t0 = clock64();
+  if (warp < kStorerWarps) {
+    const int64_t floats = int64_t(kib) * 256 / kStorerWarps;
+    float* region = dst + blockIdx.x * int64_t(kMaxKib) * 256 + warp * floats;
+    store_burst<kMode>(region, smem + warp * floats, floats, lane, v);
     __syncwarp();
+    const long long t_issued = clock64();
+    if constexpr (kMode == kBulk) {
+      if (lane == 0) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+      __syncwarp();
+    } else if constexpr (kMode != kNone) {
+      __threadfence();
+    }
+    if (lane == 0) {
+      issued[warp] = t_issued - t0;
+      done[warp] = clock64() - t0;
+    }
   } else {
-    __threadfence();
-  }
-  const long long t_done = clock64();
-  // the slowest warp of the CTA
-  __shared__ long long issued[kWarps], done[kWarps];
-  if (lane == 0) {
-    issued[warp] = t_issued - t0;
-    done[warp] = t_done - t0;
+    // dependent shared loads and stores: each iteration's address depends on the last load
+    float* mine = workspace + (warp - kStorerWarps) * kWorkerFloats;
+    uint32_t idx = uint32_t(lane);
+    float acc = 0.f;
+    for (int i = 0; i < kWorkerIters; ++i) {
+      const float2 x = *reinterpret_cast<const float2*>(mine + 2 * (idx % (kWorkerFloats / 2)));
+      acc += x.x;
+      idx = idx * 5u + 1u + (__float_as_uint(x.y) & 1u);
+      *reinterpret_cast<float2*>(mine + 2 * ((idx * 7u) % (kWorkerFloats / 2))) = make_float2(acc, x.y);
+    }
+    __syncwarp();
+    if (lane == 0) worked[warp - kStorerWarps] = clock64() - t0;
+    if (acc == -1.f) sink[threadIdx.x] = acc;  // keeps the loop
   }
   __syncthreads();
   if (threadIdx.x == 0) {
-    long long a = 0, b = 0;
-    for (int i = 0; i < kWarps; ++i) {
+    long long a = 0, b = 0, c = 0;
+    for (int i = 0; i < kStorerWarps; ++i) {
       a = max(a, issued[i]);
       b = max(b, done[i]);
     }
-    cycles[3 * blockIdx.x + 0] = a;
-    cycles[3 * blockIdx.x + 1] = b;
-    cycles[3 * blockIdx.x + 2] = int64_t(kib) * 1024;
+    for (int i = 0; i < kWorkerWarps; ++i) c = max(c, worked[i]);
+    cycles[4 * blockIdx.x + 0] = a;
+    cycles[4 * blockIdx.x + 1] = b;
+    cycles[4 * blockIdx.x + 2] = c;
   }
 }
 
-#define CHECK(x)                                                                  \
-  do {                                                                            \
-    const cudaError_t e_ = (x);                                                   \
-    if (e_ != cudaSuccess) {                                                      \
+#define CHECK(x)                                                                        \
+  do {                                                                                  \
+    const cudaError_t e_ = (x);                                                         \
+    if (e_ != cudaSuccess) {                                                            \
       std::fprintf(stderr, "%s: %s (line %d)\n", #x, cudaGetErrorString(e_), __LINE__); \
-      return 1;                                                                   \
-    }                                                                             \
+      return 1;                                                                         \
+    }                                                                                   \
   } while (0)
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 template <int kMode>
-int run(int ctas, int kib, float* dst, long long* d_cycles) {
-  const int smem = 120 * 1024;  // (every mode: one CTA per SM)
-  CHECK(cudaFuncSetAttribute(store_rate<kMode>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
-  std::vector<long long> h(3 * ctas);
-  std::vector<double> issued, done;
+int run(int ctas, int kib, float* dst, long long* d_cycles, float* sink) {
+  CHECK(cudaFuncSetAttribute(store_probe<kMode>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+  std::vector<long long> h(4 * size_t(ctas));
+  std::vector<double> issued, done, worked;
   for (int rep = 0; rep < 7; ++rep) {  // the first is a warm-up
-    store_rate<kMode><<<ctas, kThreads, smem>>>(dst, d_cycles, kib);
+    store_probe<kMode><<<ctas, kThreads, kSmemBytes>>>(dst, d_cycles, sink, kib);
     CHECK(cudaGetLastError());
     CHECK(cudaDeviceSynchronize());
     CHECK(cudaMemcpy(h.data(), d_cycles, h.size() * sizeof(long long), cudaMemcpyDeviceToHost));
     if (rep == 0) continue;
     for (int c = 0; c < ctas; ++c) {
-      issued.push_back(double(h[3 * c]));
-      done.push_back(double(h[3 * c + 1]));
+      issued.push_back(double(h[4 * c]));
+      done.push_back(double(h[4 * c + 1]));
+      worked.push_back(double(h[4 * c + 2]));
     }
   }
-  std::sort(issued.begin(), issued.end());
-  std::sort(done.begin(), done.end());
-  const double med_i = issued[issued.size() / 2], med_d = done[done.size() / 2];
-  const double bytes = double(kib) * 1024;
-  std::printf("| %-9s | %4d | %3d | %8.0f | %8.0f | %6.1f | %6.1f |\n", kModeNames[kMode], ctas, kib, med_i, med_d,
-              bytes / med_i, bytes / med_d);
+  const double bytes = kMode == kNone ? 0. : double(kib) * 1024;
+  const double i = median(issued), d = median(done);
+  std::printf("| %-9s | %4d | %3d | %8.0f | %8.0f | %6.1f | %8.0f |\n", kModeNames[kMode], ctas, kMode == kNone ? 0 : kib,
+              i, d, d > 0 ? bytes / d : 0., median(worked));
   return 0;
 }
 
@@ -136,23 +173,26 @@ int main() {
   CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   cudaDeviceProp prop{};
   CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("%s, %d SMs; per CTA (8 warps, one CTA per SM): median cycles until issued / complete\n\n",
-              prop.name, sms);
-  std::printf("| mode | CTAs | KiB | issued | complete | B/clk issued | B/clk complete |\n");
+  std::printf("%s, %d SMs; one CTA per SM, 8 storer + 8 worker warps; median cycles per CTA\n\n", prop.name, sms);
+  std::printf("| storers | CTAs | KiB | issued | complete | B/clk | workers |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
   float* dst = nullptr;
+  float* sink = nullptr;
   long long* d_cycles = nullptr;
-  const int max_kib = 64;
-  CHECK(cudaMalloc(&dst, size_t(sms) * max_kib * 1024));
-  CHECK(cudaMalloc(&d_cycles, size_t(sms) * 3 * sizeof(long long)));
+  CHECK(cudaMalloc(&dst, size_t(sms) * kMaxKib * 1024));
+  CHECK(cudaMalloc(&sink, kThreads * sizeof(float)));
+  CHECK(cudaMalloc(&d_cycles, size_t(sms) * 4 * sizeof(long long)));
   int rc = 0;
-  for (int ctas : {32, sms})
+  for (int ctas : {32, sms}) {
+    rc |= run<kNone>(ctas, 0, dst, d_cycles, sink);
     for (int kib : {32, 64}) {
-      rc |= run<kStgRows>(ctas, kib, dst, d_cycles);
-      rc |= run<kStgLines>(ctas, kib, dst, d_cycles);
-      rc |= run<kBulk>(ctas, kib, dst, d_cycles);
+      rc |= run<kStgRows>(ctas, kib, dst, d_cycles, sink);
+      rc |= run<kStgLines>(ctas, kib, dst, d_cycles, sink);
+      rc |= run<kBulk>(ctas, kib, dst, d_cycles, sink);
     }
+  }
   CHECK(cudaFree(dst));
+  CHECK(cudaFree(sink));
   CHECK(cudaFree(d_cycles));
   return rc;
 }
