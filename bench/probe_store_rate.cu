@@ -71,7 +71,7 @@ __device__ void store_burst(float* region, float* staging, int64_t floats, int l
   }
 }
 
-// cycles[4 * cta + 0..3]: issued, complete, workers, (unused) of that CTA.
+// cycles[3 * cta + 0..2]: issued, complete, workers of that CTA.
 template <int kMode>
 __global__ void __launch_bounds__(kThreads, 1) store_probe(float* dst, long long* cycles, float* sink, int kib) {
   extern __shared__ __align__(128) float smem[];
@@ -122,9 +122,9 @@ __global__ void __launch_bounds__(kThreads, 1) store_probe(float* dst, long long
       b = max(b, done[i]);
     }
     for (int i = 0; i < kWorkerWarps; ++i) c = max(c, worked[i]);
-    cycles[4 * blockIdx.x + 0] = a;
-    cycles[4 * blockIdx.x + 1] = b;
-    cycles[4 * blockIdx.x + 2] = c;
+    cycles[3 * blockIdx.x + 0] = a;
+    cycles[3 * blockIdx.x + 1] = b;
+    cycles[3 * blockIdx.x + 2] = c;
   }
 }
 
@@ -145,7 +145,7 @@ double median(std::vector<double> v) {
 template <int kMode>
 int run(int ctas, int kib, float* dst, long long* d_cycles, float* sink) {
   CHECK(cudaFuncSetAttribute(store_probe<kMode>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-  std::vector<long long> h(4 * size_t(ctas));
+  std::vector<long long> h(3 * size_t(ctas));
   std::vector<double> issued, done, worked;
   for (int rep = 0; rep < 7; ++rep) {  // the first is a warm-up
     store_probe<kMode><<<ctas, kThreads, kSmemBytes>>>(dst, d_cycles, sink, kib);
@@ -154,9 +154,9 @@ int run(int ctas, int kib, float* dst, long long* d_cycles, float* sink) {
     CHECK(cudaMemcpy(h.data(), d_cycles, h.size() * sizeof(long long), cudaMemcpyDeviceToHost));
     if (rep == 0) continue;
     for (int c = 0; c < ctas; ++c) {
-      issued.push_back(double(h[4 * c]));
-      done.push_back(double(h[4 * c + 1]));
-      worked.push_back(double(h[4 * c + 2]));
+      issued.push_back(double(h[3 * c]));
+      done.push_back(double(h[3 * c + 1]));
+      worked.push_back(double(h[3 * c + 2]));
     }
   }
   const double bytes = kMode == kNone ? 0. : double(kib) * 1024;
@@ -181,7 +181,7 @@ int main() {
   long long* d_cycles = nullptr;
   CHECK(cudaMalloc(&dst, size_t(sms) * kMaxKib * 1024));
   CHECK(cudaMalloc(&sink, kThreads * sizeof(float)));
-  CHECK(cudaMalloc(&d_cycles, size_t(sms) * 4 * sizeof(long long)));
+  CHECK(cudaMalloc(&d_cycles, size_t(sms) * 3 * sizeof(long long)));
   int rc = 0;
   for (int ctas : {32, sms}) {
     rc |= run<kNone>(ctas, 0, dst, d_cycles, sink);
