@@ -20,8 +20,16 @@ lower_bound=-5. Per case, the variants:
 Each: warm-up (>= 10 calls), then the median of --repeats calls, each timed
 with its own CUDA events.
 
+--clocks S (> 0): afterwards each variant, and two writes of the checkpoint
+bytes alone (fill32 / fill16: `fill_` of the fp32 / bf16 checkpoint tensors),
+runs S seconds more while nvidia-smi samples the SM clock and board power
+(bench/gpu_clock.py): the median MHz, W and the kernel's time in millions of
+cycles per call show whether a variant is slower in time or in cycles (an
+H200 under full load runs at its power limit, and bytes cost power).
+
     python3 bench/bench_state_pool.py [--heads 32,64] [--seqs 64] [--len 512]
-                                      [--lengths equal|mixed] [--repeats 100] [--json out.json]
+                                      [--lengths equal|mixed] [--repeats 100] [--clocks S]
+                                      [--json out.json]
 """
 from __future__ import annotations
 
@@ -32,6 +40,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_fwd  # noqa: E402
+from gpu_clock import ClockSampler  # noqa: E402
 
 D = 128
 
@@ -46,7 +55,8 @@ def sequence_lengths(N: int, L: int, interval: int, mixed: bool, gen, torch) -> 
     return [interval * (1 + int(i)) for i in torch.randint(0, steps, (N,), generator=gen)]
 
 
-def run_case(H: int, N: int, L: int, repeats: int, interval: int, mixed: bool, torch, flash_kda) -> dict:
+def run_case(H: int, N: int, L: int, repeats: int, interval: int, mixed: bool, clock_seconds: float, torch,
+             flash_kda) -> dict:
     dev = "cuda"
     P = 2 * N
     gen = torch.Generator(device="cpu").manual_seed(H * 1000 + N)
@@ -105,6 +115,15 @@ def run_case(H: int, N: int, L: int, repeats: int, interval: int, mixed: bool, t
                 "slots+ckpt16": slots_ckpt16, "slots+ckpt0": slots_ckpt_none}
     ms = {name: bench_fwd.time_calls([fn], repeats, max_seconds=float("inf"), min_repeats=repeats)[0]
           for name, fn in variants.items()}
+    clocks = {}
+    if clock_seconds > 0:
+        variants.update({"fill32": lambda: ckpt32.fill_(0.5), "fill16": lambda: ckpt16.fill_(0.5)})
+        for name, fn in variants.items():
+            with ClockSampler() as clk:
+                t, n, _ = bench_fwd.time_calls([fn], 10**6, max_seconds=clock_seconds, min_repeats=repeats)
+            mhz, watts = clk.median()
+            clocks[name] = {"ms": t, "calls": n, "sm_mhz": mhz, "watts": watts,
+                            "mcycles": None if mhz is None else t * mhz / 1e3}
     return {
         "case": f"H{H} varlen {N}x{'~' if mixed else ''}{L} P={P}",
         "H": H, "N": N, "L": L, "lengths": lengths, "P": P, "checkpoint_interval": interval,
@@ -114,6 +133,8 @@ def run_case(H: int, N: int, L: int, repeats: int, interval: int, mixed: bool, t
         "ckpt_over_slots": ms["slots+ckpt"] / ms["slots"],
         "ckpt16_over_slots": ms["slots+ckpt16"] / ms["slots"],
         "ckpt0_over_slots": ms["slots+ckpt0"] / ms["slots"],
+        "checkpoint_bytes": {"fp32": ckpt32.numel() * 4, "bf16": ckpt16.numel() * 2},
+        "clocks": clocks,
     }
 
 
@@ -126,6 +147,8 @@ def main() -> int:
     ap.add_argument("--lengths", choices=("equal", "mixed"), default="equal",
                     help="equal: every sequence --len tokens; mixed: multiples of --interval of mean --len")
     ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument("--clocks", type=float, default=0.0, metavar="S",
+                    help="also run each variant S seconds under nvidia-smi clock / power sampling")
     ap.add_argument("--json", default=None)
     # bench/ab_bench.sh passes --no-fla to every script: this one runs no FLA.
     ap.add_argument("--no-fla", action="store_true", help="accepted for ab_bench.sh (no FLA here)")
@@ -143,13 +166,23 @@ def main() -> int:
     print(f"{'case':28s} {'plain':>8s} {'slots':>8s} {'gather':>8s} {'+ckpt':>8s} {'+ckpt16':>8s} {'+ckpt0':>8s}"
           f" {'slots/plain':>12s} {'gather/plain':>13s} {'ckpt/slots':>11s} {'ckpt0/slots':>12s}")
     for H in (int(h) for h in args.heads.split(",")):
-        r = run_case(H, args.seqs, args.len, args.repeats, args.interval, args.lengths == "mixed", torch, flash_kda)
+        r = run_case(H, args.seqs, args.len, args.repeats, args.interval, args.lengths == "mixed", args.clocks,
+                     torch, flash_kda)
         results.append(r)
         ms = r["ms"]
         print(f"{r['case']:28s} {ms['plain']:8.3f} {ms['slots']:8.3f} {ms['gather']:8.3f}"
               f" {ms['slots+ckpt']:8.3f} {ms['slots+ckpt16']:8.3f} {ms['slots+ckpt0']:8.3f}"
               f" {r['slots_over_plain']:12.3f} {r['gather_over_plain']:13.3f} {r['ckpt_over_slots']:11.3f}"
               f" {r['ckpt0_over_slots']:12.3f}")
+    for r in results:
+        if r["clocks"]:
+            print(f"\n{r['case']}: each variant for {args.clocks:g} s under clock / power sampling")
+            print(f"{'variant':14s} {'ms':>8s} {'SM MHz':>8s} {'W':>6s} {'Mcycles':>8s}")
+            for name, c in r["clocks"].items():
+                mhz = "-" if c["sm_mhz"] is None else f"{c['sm_mhz']:.0f}"
+                watts = "-" if c["watts"] is None else f"{c['watts']:.0f}"
+                mcyc = "-" if c["mcycles"] is None else f"{c['mcycles']:.3f}"
+                print(f"{name:14s} {c['ms']:8.3f} {mhz:>8s} {watts:>6s} {mcyc:>8s}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": torch.cuda.get_device_name(), "flash_kda_build": flash_kda.build_info(),

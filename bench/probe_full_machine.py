@@ -22,14 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
-import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench_fwd as bf  # noqa: E402  (make_set, ours_fn, time_calls)
+from gpu_clock import ClockSampler  # noqa: E402
 
 D = 128
 CHUNK = 16
@@ -47,41 +45,6 @@ CASES = [
     ("H96 8x4096", 96, [4096] * 8, True, True, None),
     ("H96 64x512 bv64", 96, [512] * 64, True, True, "64"),
 ]
-
-
-class ClockSampler:
-    """nvidia-smi SM clock (MHz) and power (W), sampled while a case runs."""
-
-    def __init__(self):
-        self.samples = []
-        self._stop = threading.Event()
-        self._thread = None
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                r = subprocess.run(["nvidia-smi", "--query-gpu=clocks.sm,power.draw",
-                                    "--format=csv,noheader,nounits", "-i", os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]],
-                                   capture_output=True, text=True, timeout=5)
-                mhz, watts = (float(x) for x in r.stdout.strip().split(",")[:2])
-                self.samples.append((mhz, watts))
-            except Exception:  # noqa: BLE001  no nvidia-smi: no clock column
-                return
-            self._stop.wait(0.1)
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def median(self):
-        if not self.samples:
-            return None, None
-        return statistics.median(s[0] for s in self.samples), statistics.median(s[1] for s in self.samples)
 
 
 def main():

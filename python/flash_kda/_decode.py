@@ -16,6 +16,13 @@ from ._dlpack import DECODE_TENSOR_NAMES as _NAMES, prepare as _prepare
 # Defined in flash_kda/__init__.py before this module is imported.
 from . import _launch, _scalar  # noqa: E402
 
+# The package itself, bound once here: its `_compiling` / `_torch_decode_op`
+# are rebound by register_torch_op(), so decode reads them through the module.
+# (Not `sys.modules[...]` inside decode: under torch.compile Dynamo then wraps
+# all of sys.modules, and fails with "dictionary changed size during
+# iteration" when building that wrapper imports a lazy module.)
+_pkg = _sys.modules[__package__]
+
 #: Most new tokens per sequence in one :func:`decode` call.
 MAX_DECODE_TOKENS: int = _C.max_decode_tokens
 
@@ -71,9 +78,8 @@ def _arguments(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state,
 
 def decode(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state, state_indices,
            cu_seqlens=None):
-    pkg = _sys.modules[__package__]
-    if pkg._compiling():  # under torch.compile: the custom op torch.ops.flash_kda.decode
-        return pkg._torch_decode_op(q, k, v, g, beta, float(scale), out, A_log, dt_bias,
+    if _pkg._compiling():  # under torch.compile: the custom op torch.ops.flash_kda.decode
+        return _pkg._torch_decode_op(q, k, v, g, beta, float(scale), out, A_log, dt_bias,
                                     float(lower_bound), state, state_indices, cu_seqlens)
     args, kw = _arguments(q, k, v, g, beta, scale, out, A_log, dt_bias, lower_bound, state,
                           state_indices, cu_seqlens)
