@@ -5,6 +5,12 @@
 // forward kernel at bv128: warps 0-7 ("storers") write `kib` KiB to the
 // CTA's own region of global memory, while warps 8-15 ("workers") run a
 // fixed loop of dependent shared-memory loads and stores, as the prep does.
+// Worker modes (the second table):
+//   smem      the loop above
+//   loads     each worker warp streams 8 KiB of fresh global memory (HBM:
+//             each launch reads new addresses) with 16-byte loads, 4 in
+//             flight per lane, as the prep's next chunks' inputs arrive:
+//             whether a store burst delays the SM's loads
 // Per CTA, clock64 cycles:
 //   issued    until every storer had issued its stores
 //   complete  until they were complete (__threadfence(), or
@@ -41,6 +47,12 @@ constexpr int kSmemBytes = kMaxKib * 1024 + kWorkerWarps * kWorkerFloats * 4;  /
 
 enum Mode { kNone = 0, kStgRows = 1, kStgLines = 2, kBulk = 3 };
 const char* const kModeNames[] = {"none", "stg_rows", "stg_lines", "bulk"};
+enum Work { kSmemLoop = 0, kGlobalLoads = 1 };
+const char* const kWorkNames[] = {"smem", "loads"};
+constexpr int kLoadKibPerWarp = 8;
+constexpr int kLaunches = 7;         // per row; the first is a warm-up
+constexpr int kLoadRegions = 16;     // launches cycle through 16 x 8.4 MB (> 50 MB of L2): loads from HBM
+int g_next_region = 0;
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -72,8 +84,24 @@ __device__ void store_burst(float* region, float* staging, int64_t floats, int l
 }
 
 // cycles[3 * cta + 0..2]: issued, complete, workers of that CTA.
-template <int kMode>
-__global__ void __launch_bounds__(kThreads, 1) store_probe(float* dst, long long* cycles, float* sink, int kib) {
+// A worker warp's 8 KiB of global memory, 4 loads of 16 bytes in flight per lane.
+__device__ float load_stream(const float4* src, int lane) {
+  float acc = 0.f;
+  constexpr int kLines = kLoadKibPerWarp * 1024 / 16;
+#pragma unroll 1
+  for (int i = lane; i < kLines; i += 4 * 32) {
+    float4 x[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) x[u] = __ldcg(src + i + 32 * u);
+#pragma unroll
+    for (int u = 0; u < 4; ++u) acc += x[u].x + x[u].w;
+  }
+  return acc;
+}
+
+template <int kMode, int kWork>
+__global__ void __launch_bounds__(kThreads, 1) store_probe(float* dst, long long* cycles, float* sink, int kib,
+                                                           const float4* load_src) {
   extern __shared__ __align__(128) float smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   __shared__ long long issued[kStorerWarps], done[kStorerWarps], worked[kWorkerWarps];
@@ -99,6 +127,12 @@ __global__ void __launch_bounds__(kThreads, 1) store_probe(float* dst, long long
       issued[warp] = t_issued - t0;
       done[warp] = clock64() - t0;
     }
+  } else if constexpr (kWork == kGlobalLoads) {
+    const float acc = load_stream(load_src + (int64_t(blockIdx.x) * kWorkerWarps + warp - kStorerWarps) *
+                                                 (kLoadKibPerWarp * 1024 / 16), lane);
+    __syncwarp();
+    if (lane == 0) worked[warp - kStorerWarps] = clock64() - t0;
+    if (acc == -1.f) sink[threadIdx.x] = acc;
   } else {
     // dependent shared loads and stores: each iteration's address depends on the last load
     float* mine = workspace + (warp - kStorerWarps) * kWorkerFloats;
@@ -142,13 +176,16 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-template <int kMode>
-int run(int ctas, int kib, float* dst, long long* d_cycles, float* sink) {
-  CHECK(cudaFuncSetAttribute(store_probe<kMode>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+// load_src: kLoadRegions regions of sms x kWorkerWarps x 8 KiB (each launch the next one)
+template <int kMode, int kWork>
+int run(int ctas, int kib, float* dst, long long* d_cycles, float* sink, const float4* load_src, int sms) {
+  CHECK(cudaFuncSetAttribute(store_probe<kMode, kWork>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
   std::vector<long long> h(3 * size_t(ctas));
   std::vector<double> issued, done, worked;
-  for (int rep = 0; rep < 7; ++rep) {  // the first is a warm-up
-    store_probe<kMode><<<ctas, kThreads, kSmemBytes>>>(dst, d_cycles, sink, kib);
+  const int64_t launch_lines = int64_t(sms) * kWorkerWarps * kLoadKibPerWarp * 1024 / 16;
+  for (int rep = 0; rep < kLaunches; ++rep) {  // the first is a warm-up
+    const float4* src = load_src + (g_next_region++ % kLoadRegions) * launch_lines;
+    store_probe<kMode, kWork><<<ctas, kThreads, kSmemBytes>>>(dst, d_cycles, sink, kib, src);
     CHECK(cudaGetLastError());
     CHECK(cudaDeviceSynchronize());
     CHECK(cudaMemcpy(h.data(), d_cycles, h.size() * sizeof(long long), cudaMemcpyDeviceToHost));
@@ -161,8 +198,8 @@ int run(int ctas, int kib, float* dst, long long* d_cycles, float* sink) {
   }
   const double bytes = kMode == kNone ? 0. : double(kib) * 1024;
   const double i = median(issued), d = median(done);
-  std::printf("| %-9s | %4d | %3d | %8.0f | %8.0f | %6.1f | %8.0f |\n", kModeNames[kMode], ctas, kMode == kNone ? 0 : kib,
-              i, d, d > 0 ? bytes / d : 0., median(worked));
+  std::printf("| %-5s | %-9s | %4d | %3d | %8.0f | %8.0f | %6.1f | %8.0f |\n", kWorkNames[kWork], kModeNames[kMode],
+              ctas, kMode == kNone ? 0 : kib, i, d, d > 0 ? bytes / d : 0., median(worked));
   return 0;
 }
 
@@ -174,23 +211,35 @@ int main() {
   cudaDeviceProp prop{};
   CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("%s, %d SMs; one CTA per SM, 8 storer + 8 worker warps; median cycles per CTA\n\n", prop.name, sms);
-  std::printf("| storers | CTAs | KiB | issued | complete | B/clk | workers |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| workers | storers | CTAs | KiB | issued | complete | B/clk | workers |\n");
+  std::printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
   float* dst = nullptr;
   float* sink = nullptr;
+  float4* load_src = nullptr;
   long long* d_cycles = nullptr;
+  const size_t load_bytes = size_t(kLoadRegions) * sms * kWorkerWarps * kLoadKibPerWarp * 1024;
   CHECK(cudaMalloc(&dst, size_t(sms) * kMaxKib * 1024));
   CHECK(cudaMalloc(&sink, kThreads * sizeof(float)));
+  CHECK(cudaMalloc(&load_src, load_bytes));
+  CHECK(cudaMemset(load_src, 0x3c, load_bytes));
   CHECK(cudaMalloc(&d_cycles, size_t(sms) * 3 * sizeof(long long)));
   int rc = 0;
   for (int ctas : {32, sms}) {
-    rc |= run<kNone>(ctas, 0, dst, d_cycles, sink);
+    rc |= run<kNone, kSmemLoop>(ctas, 0, dst, d_cycles, sink, load_src, sms);
     for (int kib : {32, 64}) {
-      rc |= run<kStgRows>(ctas, kib, dst, d_cycles, sink);
-      rc |= run<kStgLines>(ctas, kib, dst, d_cycles, sink);
-      rc |= run<kBulk>(ctas, kib, dst, d_cycles, sink);
+      rc |= run<kStgRows, kSmemLoop>(ctas, kib, dst, d_cycles, sink, load_src, sms);
+      rc |= run<kStgLines, kSmemLoop>(ctas, kib, dst, d_cycles, sink, load_src, sms);
+      rc |= run<kBulk, kSmemLoop>(ctas, kib, dst, d_cycles, sink, load_src, sms);
     }
   }
+  for (int ctas : {32, sms}) {
+    rc |= run<kNone, kGlobalLoads>(ctas, 0, dst, d_cycles, sink, load_src, sms);
+    for (int kib : {32, 64}) {
+      rc |= run<kStgRows, kGlobalLoads>(ctas, kib, dst, d_cycles, sink, load_src, sms);
+      rc |= run<kBulk, kGlobalLoads>(ctas, kib, dst, d_cycles, sink, load_src, sms);
+    }
+  }
+  CHECK(cudaFree(load_src));
   CHECK(cudaFree(dst));
   CHECK(cudaFree(sink));
   CHECK(cudaFree(d_cycles));
