@@ -11,6 +11,10 @@
 //             each launch reads new addresses) with 16-byte loads, 4 in
 //             flight per lane, as the prep's next chunks' inputs arrive:
 //             whether a store burst delays the SM's loads
+//   tma       the same 8 KiB per worker warp by bulk copies into shared
+//             memory (4 x 2 KiB on one mbarrier), as the forward kernel's
+//             prep loads its inputs: whether bulk stores hold up the copy
+//             engine's loads
 // Per CTA, clock64 cycles:
 //   issued    until every storer had issued its stores
 //   complete  until they were complete (__threadfence(), or
@@ -23,6 +27,9 @@
 //   stg_lines fully coalesced: each warp instruction writes 512 contiguous bytes
 //   bulk      16-byte shared stores of the same bytes, then one
 //             cp.async.bulk (shared -> global) per warp
+//   bulk_one  the same shared stores, a barrier of the storer warps, then
+//             one cp.async.bulk of all the bytes by one lane (does the
+//             issue of a bulk store block its warp while earlier ones drain?)
 // If the MIO model holds, the workers slow down under stg_* by about the
 // stores' drain time and not under bulk. Grids of 32 CTAs and one per SM
 // show whether the rates are per SM.
@@ -43,13 +50,14 @@ constexpr int kThreads = 32 * (kStorerWarps + kWorkerWarps);
 constexpr int kMaxKib = 64;
 constexpr int kWorkerFloats = 512;  // per worker warp: 2 KiB of shared memory
 constexpr int kWorkerIters = 1024;
-constexpr int kSmemBytes = kMaxKib * 1024 + kWorkerWarps * kWorkerFloats * 4;  // (> 113 KiB: one CTA per SM)
-
-enum Mode { kNone = 0, kStgRows = 1, kStgLines = 2, kBulk = 3 };
-const char* const kModeNames[] = {"none", "stg_rows", "stg_lines", "bulk"};
-enum Work { kSmemLoop = 0, kGlobalLoads = 1 };
-const char* const kWorkNames[] = {"smem", "loads"};
 constexpr int kLoadKibPerWarp = 8;
+// storer staging, then per worker warp 8 KiB (the smem loop uses its first 2 KiB); > 113 KiB: one CTA per SM
+constexpr int kSmemBytes = kMaxKib * 1024 + kWorkerWarps * kLoadKibPerWarp * 1024;
+
+enum Mode { kNone = 0, kStgRows = 1, kStgLines = 2, kBulk = 3, kBulkOne = 4 };
+const char* const kModeNames[] = {"none", "stg_rows", "stg_lines", "bulk", "bulk_one"};
+enum Work { kSmemLoop = 0, kGlobalLoads = 1, kTmaLoads = 2 };
+const char* const kWorkNames[] = {"smem", "loads", "tma"};
 constexpr int kLaunches = 7;         // per row; the first is a warm-up
 constexpr int kLoadRegions = 16;     // launches cycle through 16 x 8.4 MB (> 50 MB of L2): loads from HBM
 int g_next_region = 0;
@@ -58,9 +66,9 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// A storer warp's `floats` floats to `region`.
+// A storer warp's `floats` floats to `region` (bulk_one: warp 0 sends all the storers' floats).
 template <int kMode>
-__device__ void store_burst(float* region, float* staging, int64_t floats, int lane, float v) {
+__device__ void store_burst(float* region, float* staging, int64_t floats, int lane, float v, bool first_warp) {
   if constexpr (kMode == kStgRows) {
     // rows of 128 floats (512 bytes); lane (g, q) writes row g, columns 2q, 2q+1 of each 8-column tile
     const int g = lane / 4, q = lane % 4;
@@ -70,11 +78,19 @@ __device__ void store_burst(float* region, float* staging, int64_t floats, int l
         *reinterpret_cast<float2*>(region + (r0 + g) * 128 + tile * 8 + 2 * q) = make_float2(v, v + tile);
   } else if constexpr (kMode == kStgLines) {
     for (int64_t i = 4 * lane; i < floats; i += 128) *reinterpret_cast<float4*>(region + i) = make_float4(v, v, v, v);
-  } else if constexpr (kMode == kBulk) {
+  } else if constexpr (kMode == kBulk || kMode == kBulkOne) {
     for (int64_t i = 4 * lane; i < floats; i += 128) *reinterpret_cast<float4*>(staging + i) = make_float4(v, v, v, v);
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     __syncwarp();
-    if (lane == 0) {
+    if constexpr (kMode == kBulkOne) {
+      asm volatile("bar.sync 1, %0;" ::"n"(32 * kStorerWarps) : "memory");  // every storer's part is staged
+      if (lane == 0 && first_warp) {
+        asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" ::"l"(region),
+                     "r"(smem_addr(staging)), "r"(uint32_t(floats * 4 * kStorerWarps))
+                     : "memory");
+        asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+      }
+    } else if (lane == 0) {
       asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" ::"l"(region),
                    "r"(smem_addr(staging)), "r"(uint32_t(floats * 4))
                    : "memory");
@@ -99,25 +115,52 @@ __device__ float load_stream(const float4* src, int lane) {
   return acc;
 }
 
+// A worker warp's 8 KiB by 4 bulk copies of 2 KiB into `dst` (shared), on mbarrier `bar` (phase 0).
+__device__ float tma_stream(const float4* src, float* dst, uint64_t* bar, int lane) {
+  constexpr uint32_t kBytes = kLoadKibPerWarp * 1024, kPiece = 2048;
+  if (lane == 0) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(kBytes) : "memory");
+#pragma unroll
+    for (uint32_t i = 0; i < kBytes / kPiece; ++i)
+      asm volatile(
+          "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+              smem_addr(dst) + i * kPiece),
+          "l"(reinterpret_cast<const char*>(src) + i * kPiece), "r"(kPiece), "r"(smem_addr(bar))
+          : "memory");
+  }
+  uint32_t done = 0;
+  while (!done)
+    asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n selp.u32 %0, 1, 0, p;\n}"
+                 : "=r"(done)
+                 : "r"(smem_addr(bar))
+                 : "memory");
+  return dst[lane * 4] + dst[kBytes / 4 - 1 - lane];
+}
+
 template <int kMode, int kWork>
 __global__ void __launch_bounds__(kThreads, 1) store_probe(float* dst, long long* cycles, float* sink, int kib,
                                                            const float4* load_src) {
   extern __shared__ __align__(128) float smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   __shared__ long long issued[kStorerWarps], done[kStorerWarps], worked[kWorkerWarps];
+  __shared__ __align__(8) uint64_t bars[kWorkerWarps];
   const float v = float(threadIdx.x) * 0.5f + 1.f;  // nonzero data
-  float* workspace = smem + kMaxKib * 256;
+  float* workspace = smem + kMaxKib * 256;  // the workers' shared memory
   if (warp >= kStorerWarps)
-    for (int i = lane; i < kWorkerFloats; i += 32) workspace[(warp - kStorerWarps) * kWorkerFloats + i] = v;
+    for (int i = lane; i < kWorkerFloats; i += 32) workspace[(warp - kStorerWarps) * (kLoadKibPerWarp * 256) + i] = v;
+  if (threadIdx.x < kWorkerWarps) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(&bars[threadIdx.x])) : "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  }
   __syncthreads();
   const long long t0 = clock64();
   if (warp < kStorerWarps) {
     const int64_t floats = int64_t(kib) * 256 / kStorerWarps;
     float* region = dst + blockIdx.x * int64_t(kMaxKib) * 256 + warp * floats;
-    store_burst<kMode>(region, smem + warp * floats, floats, lane, v);
+    store_burst<kMode>(region, smem + warp * floats, floats, lane, v, warp == 0);
     __syncwarp();
     const long long t_issued = clock64();
-    if constexpr (kMode == kBulk) {
+    if constexpr (kMode == kBulk || kMode == kBulkOne) {
       if (lane == 0) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
       __syncwarp();
     } else if constexpr (kMode != kNone) {
@@ -127,15 +170,18 @@ __global__ void __launch_bounds__(kThreads, 1) store_probe(float* dst, long long
       issued[warp] = t_issued - t0;
       done[warp] = clock64() - t0;
     }
-  } else if constexpr (kWork == kGlobalLoads) {
-    const float acc = load_stream(load_src + (int64_t(blockIdx.x) * kWorkerWarps + warp - kStorerWarps) *
-                                                 (kLoadKibPerWarp * 1024 / 16), lane);
+  } else if constexpr (kWork == kGlobalLoads || kWork == kTmaLoads) {
+    const int worker = warp - kStorerWarps;
+    const float4* src = load_src + (int64_t(blockIdx.x) * kWorkerWarps + worker) * (kLoadKibPerWarp * 1024 / 16);
+    const float acc = kWork == kGlobalLoads
+                          ? load_stream(src, lane)
+                          : tma_stream(src, workspace + worker * (kLoadKibPerWarp * 256), &bars[worker], lane);
     __syncwarp();
     if (lane == 0) worked[warp - kStorerWarps] = clock64() - t0;
     if (acc == -1.f) sink[threadIdx.x] = acc;
   } else {
     // dependent shared loads and stores: each iteration's address depends on the last load
-    float* mine = workspace + (warp - kStorerWarps) * kWorkerFloats;
+    float* mine = workspace + (warp - kStorerWarps) * (kLoadKibPerWarp * 256);
     uint32_t idx = uint32_t(lane);
     float acc = 0.f;
     for (int i = 0; i < kWorkerIters; ++i) {
@@ -230,6 +276,7 @@ int main() {
       rc |= run<kStgRows, kSmemLoop>(ctas, kib, dst, d_cycles, sink, load_src, sms);
       rc |= run<kStgLines, kSmemLoop>(ctas, kib, dst, d_cycles, sink, load_src, sms);
       rc |= run<kBulk, kSmemLoop>(ctas, kib, dst, d_cycles, sink, load_src, sms);
+      rc |= run<kBulkOne, kSmemLoop>(ctas, kib, dst, d_cycles, sink, load_src, sms);
     }
   }
   for (int ctas : {32, sms}) {
@@ -237,6 +284,14 @@ int main() {
     for (int kib : {32, 64}) {
       rc |= run<kStgRows, kGlobalLoads>(ctas, kib, dst, d_cycles, sink, load_src, sms);
       rc |= run<kBulk, kGlobalLoads>(ctas, kib, dst, d_cycles, sink, load_src, sms);
+    }
+  }
+  for (int ctas : {32, sms}) {
+    rc |= run<kNone, kTmaLoads>(ctas, 0, dst, d_cycles, sink, load_src, sms);
+    for (int kib : {32, 64}) {
+      rc |= run<kStgRows, kTmaLoads>(ctas, kib, dst, d_cycles, sink, load_src, sms);
+      rc |= run<kBulk, kTmaLoads>(ctas, kib, dst, d_cycles, sink, load_src, sms);
+      rc |= run<kBulkOne, kTmaLoads>(ctas, kib, dst, d_cycles, sink, load_src, sms);
     }
   }
   CHECK(cudaFree(load_src));
