@@ -17,6 +17,9 @@ lower_bound=-5. Per case, the variants:
                and registers, no checkpoint written (splits the cost of
                checkpoints into kernel variant and stores)
 
+and slots / plain once more from 2 x --repeats calls alternating between
+the two (column "alt"), so that both see the same clock and temperature.
+
 Each: warm-up (>= 10 calls), then the median of --repeats calls, each timed
 with its own CUDA events.
 
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -115,6 +119,10 @@ def run_case(H: int, N: int, L: int, repeats: int, interval: int, mixed: bool, c
                 "slots+ckpt16": slots_ckpt16, "slots+ckpt0": slots_ckpt_none}
     ms = {name: bench_fwd.time_calls([fn], repeats, max_seconds=float("inf"), min_repeats=repeats)[0]
           for name, fn in variants.items()}
+    # plain and slots alternating call by call (the same clock and thermal
+    # state for both; the separate medians above drift by a few % between runs)
+    _, _, alt = bench_fwd.time_calls([plain, slots], 2 * repeats, max_seconds=float("inf"), min_repeats=2 * repeats)
+    alternating = {"plain": statistics.median(alt[0::2]), "slots": statistics.median(alt[1::2])}
     clocks = {}
     if clock_seconds > 0:
         variants.update({"fill32": lambda: ckpt32.fill_(0.5), "fill16": lambda: ckpt16.fill_(0.5)})
@@ -129,6 +137,8 @@ def run_case(H: int, N: int, L: int, repeats: int, interval: int, mixed: bool, c
         "H": H, "N": N, "L": L, "lengths": lengths, "P": P, "checkpoint_interval": interval,
         "ms": ms,
         "slots_over_plain": ms["slots"] / ms["plain"],
+        "alternating_ms": alternating,
+        "slots_over_plain_alternating": alternating["slots"] / alternating["plain"],
         "gather_over_plain": ms["gather"] / ms["plain"],
         "ckpt_over_slots": ms["slots+ckpt"] / ms["slots"],
         "ckpt16_over_slots": ms["slots+ckpt16"] / ms["slots"],
@@ -164,7 +174,7 @@ def main() -> int:
         return 0
     results = []
     print(f"{'case':28s} {'plain':>8s} {'slots':>8s} {'gather':>8s} {'+ckpt':>8s} {'+ckpt16':>8s} {'+ckpt0':>8s}"
-          f" {'slots/plain':>12s} {'gather/plain':>13s} {'ckpt/slots':>11s} {'ckpt0/slots':>12s}")
+          f" {'slots/plain':>12s} {'alt':>6s} {'gather/plain':>13s} {'ckpt/slots':>11s} {'ckpt0/slots':>12s}")
     for H in (int(h) for h in args.heads.split(",")):
         r = run_case(H, args.seqs, args.len, args.repeats, args.interval, args.lengths == "mixed", args.clocks,
                      torch, flash_kda)
@@ -172,7 +182,8 @@ def main() -> int:
         ms = r["ms"]
         print(f"{r['case']:28s} {ms['plain']:8.3f} {ms['slots']:8.3f} {ms['gather']:8.3f}"
               f" {ms['slots+ckpt']:8.3f} {ms['slots+ckpt16']:8.3f} {ms['slots+ckpt0']:8.3f}"
-              f" {r['slots_over_plain']:12.3f} {r['gather_over_plain']:13.3f} {r['ckpt_over_slots']:11.3f}"
+              f" {r['slots_over_plain']:12.3f} {r['slots_over_plain_alternating']:6.3f}"
+              f" {r['gather_over_plain']:13.3f} {r['ckpt_over_slots']:11.3f}"
               f" {r['ckpt0_over_slots']:12.3f}")
     for r in results:
         if r["clocks"]:

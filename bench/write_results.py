@@ -204,15 +204,18 @@ def pool_bench_section(path: str) -> list:
     if not data:
         return ["(no pool_bench.json)"]
     out = ["| case | plain ms | slots ms | gather->fwd->scatter ms | slots + fp32 ckpt/64 ms | "
-           "slots + bf16 ckpt/64 ms | ckpt kernel, none due ms | slots/plain | gather/plain | fp32 ckpt/slots | "
-           "bf16 ckpt/slots | none due/slots |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "slots + bf16 ckpt/64 ms | ckpt kernel, none due ms | slots/plain | slots/plain alternating | gather/plain | "
+           "fp32 ckpt/slots | bf16 ckpt/slots | none due/slots |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in data.get("cases", []):
         ms = r["ms"]
         none_ms = ms.get("slots+ckpt0")
         none_ratio = r.get("ckpt0_over_slots")
+        alt = r.get("slots_over_plain_alternating")
         out.append(f"| {r['case']} | {ms['plain']:.3f} | {ms['slots']:.3f} | {ms['gather']:.3f} | "
                    f"{ms['slots+ckpt']:.3f} | {ms['slots+ckpt16']:.3f} | "
                    f"{'n/a' if none_ms is None else f'{none_ms:.3f}'} | {r['slots_over_plain']:.3f} | "
+                   f"{'n/a' if alt is None else f'{alt:.3f}'} | "
                    f"{r['gather_over_plain']:.3f} | {r['ckpt_over_slots']:.3f} | {r['ckpt16_over_slots']:.3f} | "
                    f"{'n/a' if none_ratio is None else f'{none_ratio:.3f}'} |")
     out += ["", "targets (issue #7): slots/plain <= 1.03, ckpt64/slots <= 1.10"]
