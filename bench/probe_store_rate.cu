@@ -249,6 +249,22 @@ int run(int ctas, int kib, float* dst, long long* d_cycles, float* sink, const f
   return 0;
 }
 
+// Every storer mode against one worker mode, on 32 CTAs and on one per SM.
+template <int kWork>
+int run_rows(float* dst, long long* d_cycles, float* sink, const float4* load_src, int sms) {
+  int rc = 0;
+  for (int ctas : {32, sms}) {
+    rc |= run<kNone, kWork>(ctas, 0, dst, d_cycles, sink, load_src, sms);
+    for (int kib : {32, 64}) {
+      rc |= run<kStgRows, kWork>(ctas, kib, dst, d_cycles, sink, load_src, sms);
+      rc |= run<kStgLines, kWork>(ctas, kib, dst, d_cycles, sink, load_src, sms);
+      rc |= run<kBulk, kWork>(ctas, kib, dst, d_cycles, sink, load_src, sms);
+      rc |= run<kBulkOne, kWork>(ctas, kib, dst, d_cycles, sink, load_src, sms);
+    }
+  }
+  return rc;
+}
+
 }  // namespace
 
 int main() {
@@ -270,30 +286,9 @@ int main() {
   CHECK(cudaMemset(load_src, 0x3c, load_bytes));
   CHECK(cudaMalloc(&d_cycles, size_t(sms) * 3 * sizeof(long long)));
   int rc = 0;
-  for (int ctas : {32, sms}) {
-    rc |= run<kNone, kSmemLoop>(ctas, 0, dst, d_cycles, sink, load_src, sms);
-    for (int kib : {32, 64}) {
-      rc |= run<kStgRows, kSmemLoop>(ctas, kib, dst, d_cycles, sink, load_src, sms);
-      rc |= run<kStgLines, kSmemLoop>(ctas, kib, dst, d_cycles, sink, load_src, sms);
-      rc |= run<kBulk, kSmemLoop>(ctas, kib, dst, d_cycles, sink, load_src, sms);
-      rc |= run<kBulkOne, kSmemLoop>(ctas, kib, dst, d_cycles, sink, load_src, sms);
-    }
-  }
-  for (int ctas : {32, sms}) {
-    rc |= run<kNone, kGlobalLoads>(ctas, 0, dst, d_cycles, sink, load_src, sms);
-    for (int kib : {32, 64}) {
-      rc |= run<kStgRows, kGlobalLoads>(ctas, kib, dst, d_cycles, sink, load_src, sms);
-      rc |= run<kBulk, kGlobalLoads>(ctas, kib, dst, d_cycles, sink, load_src, sms);
-    }
-  }
-  for (int ctas : {32, sms}) {
-    rc |= run<kNone, kTmaLoads>(ctas, 0, dst, d_cycles, sink, load_src, sms);
-    for (int kib : {32, 64}) {
-      rc |= run<kStgRows, kTmaLoads>(ctas, kib, dst, d_cycles, sink, load_src, sms);
-      rc |= run<kBulk, kTmaLoads>(ctas, kib, dst, d_cycles, sink, load_src, sms);
-      rc |= run<kBulkOne, kTmaLoads>(ctas, kib, dst, d_cycles, sink, load_src, sms);
-    }
-  }
+  rc |= run_rows<kSmemLoop>(dst, d_cycles, sink, load_src, sms);
+  rc |= run_rows<kGlobalLoads>(dst, d_cycles, sink, load_src, sms);
+  rc |= run_rows<kTmaLoads>(dst, d_cycles, sink, load_src, sms);
   CHECK(cudaFree(load_src));
   CHECK(cudaFree(dst));
   CHECK(cudaFree(sink));

@@ -98,8 +98,9 @@ def main():
         s = bf.make_set(H, lengths, varlen, seed=3)
         if not initial:
             s["h0"] = None
-        fn = bf.ours_fn(flash_kda, s)
-        if ckpt:
+        if not ckpt:
+            fn = bf.ours_fn(flash_kda, s)
+        else:
             per = [L // CKPT_INTERVAL for L in lengths]
             offsets = torch.tensor([sum(per[:i]) for i in range(len(per) + 1)], dtype=torch.int64, device="cuda")
             ckpts = torch.empty(sum(per), H, D, D, dtype=getattr(torch, ckpt), device="cuda")
