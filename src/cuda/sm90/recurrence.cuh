@@ -316,7 +316,9 @@ struct Recurrence {
 
     // Output tile [16 tokens][16 values]: stmatrix.trans into this warp's
     // own staging tile, then 16-byte stores; then release the stage.
-    bf16* staging = in.staging[warp];
+    int tile = warp;
+    asm volatile("" : "+r"(tile));  // (opaque: a tile address hoisted out of the chunk loop costs it registers)
+    bf16* staging = s.out_staging[tile];
     const uint32_t o[4] = {pack_bf16x2(P[2].x[0], P[2].x[1]), pack_bf16x2(P[2].x[2], P[2].x[3]),
                            pack_bf16x2(P[3].x[0], P[3].x[1]), pack_bf16x2(P[3].x[2], P[3].x[3])};
     __syncwarp();  // (the tile's earlier reads by other lanes)

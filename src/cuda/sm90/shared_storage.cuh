@@ -4,8 +4,8 @@
 //   raw:     bulk-copy targets for the chunk's q, k, g (one barrier) and v (another)
 //   scratch: the prep pair's working tiles (kd, ki, residues of qd and ki, L, INV·diag(b);
 //            the recurrence warps read INV·diag(b), and raw v, for U)
-//   prepped: what the recurrence warps read for the chunk (kd;qd, kr, Mqk, 2^Γ), and their
-//            output staging tiles
+//   prepped: what the recurrence warps read for the chunk (kd;qd, kr, Mqk, 2^Γ)
+// and, once, the recurrence warps' output staging tiles.
 #pragma once
 
 #include <cstddef>
@@ -80,8 +80,6 @@ struct SharedStorage {
     bf16 mqk[kChunk * kChunk];       // Mqk = mqk + mqk_lo (bf16 hi/lo), swz16, lower triangle with diagonal
     bf16 mqk_lo[kChunk * kChunk];
     float decay[kDim];               // 2^Γ per key channel
-    // Recurrence warp w's output tile [16 tokens][16 values] on its way to HBM.
-    alignas(16) bf16 staging[kVTiles][kChunk * 16];
   };
 
   // Element index of (row, col) in the prepped wq and kr tiles (wgmma's
@@ -108,6 +106,10 @@ struct SharedStorage {
   Raw raw[kStages];
   Scratch scratch[kStages];
   Prepped prepped[kStages];
+  // Recurrence warp w's output tile [16 tokens][16 values] on its way to HBM:
+  // one per warp, not one per stage (a warp's chunks are sequential and only
+  // it touches its tile; one set per stage took 12 KiB more at bv128).
+  alignas(16) bf16 out_staging[kVTiles][kChunk * 16];
   uint64_t raw_qkg_full[kStages];
   uint64_t raw_v_full[kStages];
   uint64_t prepped_empty[kStages];
