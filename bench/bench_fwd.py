@@ -37,6 +37,8 @@ import time
 
 os.environ["FLA_FLASH_KDA"] = "0"  # before fla is imported anywhere
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from gpu_clock import ClockSampler  # noqa: E402
 
 D = 128
 LOWER_BOUND = -5.0
@@ -124,6 +126,9 @@ def format_table(data: dict) -> str:
     column = data.get("flashkda_column", "?")
     headers = ["case", "ours ms", "FLA ms", "ours/FLA x", f"FlashKDA x ({column})", "aim x",
                "floor ms", "ours/floor", "FLA/floor", "dOut vs FLA", "n ours/FLA"]
+    clocks = any(c.get("ours_mhz") or c.get("fla_mhz") for c in data.get("cases", []))
+    if clocks:
+        headers.append("MHz ours/FLA")
     rows = []
     for c in data.get("cases", []):
         fk = c.get("flashkda_speedup")
@@ -141,7 +146,7 @@ def format_table(data: dict) -> str:
             _f(c.get("fla_floor_ratio"), "{:.2f}"),
             _f(c.get("ours_vs_fla_out_rel"), "{:.1e}"),
             f"{c.get('ours_n') or '-'}/{c.get('fla_n') or '-'}",
-        ])
+        ] + ([f"{_f(c.get('ours_mhz'), '{:.0f}', '-')}/{_f(c.get('fla_mhz'), '{:.0f}', '-')}"] if clocks else []))
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(widths[i]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(headers))]
     lines.append("  ".join("-" * w for w in widths))
@@ -153,6 +158,9 @@ def format_table(data: dict) -> str:
                  f"FlashKDA column: {column}")
     notes.append("x = speedup over FLA (FLA ms / ms); aim x = 2 x FlashKDA's (<= 0.5x FlashKDA's time); "
                  "* = H200 x 1.2 (anchors: not measured on H100)")
+    if clocks:
+        notes.append("MHz: median SM clock from nvidia-smi while the calls were timed (an H200 at its 700 W "
+                     "limit lowers it; compare runs in cycles, bench/gpu_clock.py)")
     errs = [f"{c['name']}: ours: {c['ours_error']}" for c in data.get("cases", []) if c.get("ours_error")]
     errs += [f"{c['name']}: FLA: {c['fla_error']}" for c in data.get("cases", []) if c.get("fla_error")]
     for e in errs:
@@ -343,8 +351,10 @@ def run_case(name, H, lengths, varlen, args, flash_kda, chunk_kda, l2_bytes, bw_
         r["ours_error"] = args.ours_unavailable
     else:
         try:
-            r["ours_ms"], r["ours_n"], _ = time_calls(
-                [ours_fn(flash_kda, s) for s in sets], args.repeats, args.max_seconds, args.min_repeats)
+            with ClockSampler(enabled=args.clocks) as clk:
+                r["ours_ms"], r["ours_n"], _ = time_calls(
+                    [ours_fn(flash_kda, s) for s in sets], args.repeats, args.max_seconds, args.min_repeats)
+            r["ours_mhz"], r["ours_w"] = clk.median()
         except Exception as e:
             r["ours_error"] = _short_error(e)
     if chunk_kda is None:
@@ -369,8 +379,10 @@ def run_case(name, H, lengths, varlen, args, flash_kda, chunk_kda, l2_bytes, bw_
                     flash_kda.fwd = real
             if spied:
                 raise RuntimeError("FLA dispatched chunk_kda to flash_kda (FLA_FLASH_KDA=0 not honoured)")
-            r["fla_ms"], r["fla_n"], _ = time_calls(
-                [fla_fn(chunk_kda, s) for s in sets], args.repeats, args.max_seconds, args.min_repeats)
+            with ClockSampler(enabled=args.clocks) as clk:
+                r["fla_ms"], r["fla_n"], _ = time_calls(
+                    [fla_fn(chunk_kda, s) for s in sets], args.repeats, args.max_seconds, args.min_repeats)
+            r["fla_mhz"], r["fla_w"] = clk.median()
         except Exception as e:
             r["fla_error"] = _short_error(e)
     # a cheap sanity check: ours against FLA on set 0
@@ -439,6 +451,8 @@ def main(argv=None):
     p.add_argument("--time-budget", type=float, default=float(os.environ.get("BENCH_TIME_BUDGET", "0") or 0),
                    help="stop starting new cases after this many seconds (0 = no limit; env BENCH_TIME_BUDGET)")
     p.add_argument("--no-fla", action="store_true", help="do not run FLA's chunk_kda")
+    p.add_argument("--no-clocks", dest="clocks", action="store_false",
+                   help="do not sample the SM clock with nvidia-smi while timing")
     p.add_argument("--no-ours", action="store_true", help="do not run flash_kda (FLA only)")
     p.add_argument("--json", default=None, help="write the results here (rewritten after every case)")
     p.add_argument("--list", action="store_true", help="list the cases and exit")

@@ -12,10 +12,12 @@ import threading
 
 class ClockSampler:
     """`with ClockSampler() as clk: loop()`, then clk.median() -> (MHz, W),
-    (None, None) when nvidia-smi is missing or gave nothing."""
+    (None, None) when nvidia-smi is missing or gave nothing, or when
+    constructed with enabled=False (no thread, no samples)."""
 
-    def __init__(self, period_s: float = 0.1):
+    def __init__(self, period_s: float = 0.1, enabled: bool = True):
         self.samples: list[tuple[float, float]] = []
+        self._enabled = enabled
         self._period = period_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -34,13 +36,15 @@ class ClockSampler:
             self._stop.wait(self._period)
 
     def __enter__(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        if self._enabled:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
 
     def median(self) -> tuple[float | None, float | None]:
         if not self.samples:
