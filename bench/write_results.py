@@ -53,6 +53,11 @@ def machine_facts(repo: str) -> list:
     facts = []
     smi = sh("nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader")
     facts.append(("GPU (nvidia-smi)", smi or "n/a"))
+    # Which unit and how it is set: the same build's time moved 3.5-4% between
+    # machine starts in session 16 (FLA's did not), so runs name their GPU.
+    unit = sh("nvidia-smi --query-gpu=serial,uuid,power.limit,clocks.max.sm,temperature.gpu "
+              "--format=csv,noheader")
+    facts.append(("GPU serial, uuid, power limit, max SM clock, temperature", unit or "n/a"))
     nvcc = sh("nvcc --version | tail -n 2 | head -n 1")
     facts.append(("nvcc", nvcc or "n/a"))
     py = sh(f"{sys.executable} -c \"import torch, sys; print(torch.__version__, 'CUDA', torch.version.cuda, "
