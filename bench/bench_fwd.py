@@ -215,6 +215,14 @@ def time_calls(fns, repeats: int, max_seconds: float, min_repeats: int, warmup: 
     return statistics.median(ms), n, ms
 
 
+def time_calls_clocked(fns, args):
+    """time_calls with the SM clock and board power sampled meanwhile (unless
+    --no-clocks): (median_ms, n, MHz, W)."""
+    with ClockSampler(enabled=args.clocks) as clk:
+        ms, n, _ = time_calls(fns, args.repeats, args.max_seconds, args.min_repeats)
+    return (ms, n) + clk.median()
+
+
 def capture_graph(fns, calls: int):
     """A CUDA graph of `calls` calls rotating through `fns`, after one eager
     round on a side stream (the capture must not see first-call work)."""
@@ -351,10 +359,8 @@ def run_case(name, H, lengths, varlen, args, flash_kda, chunk_kda, l2_bytes, bw_
         r["ours_error"] = args.ours_unavailable
     else:
         try:
-            with ClockSampler(enabled=args.clocks) as clk:
-                r["ours_ms"], r["ours_n"], _ = time_calls(
-                    [ours_fn(flash_kda, s) for s in sets], args.repeats, args.max_seconds, args.min_repeats)
-            r["ours_mhz"], r["ours_w"] = clk.median()
+            r["ours_ms"], r["ours_n"], r["ours_mhz"], r["ours_w"] = time_calls_clocked(
+                [ours_fn(flash_kda, s) for s in sets], args)
         except Exception as e:
             r["ours_error"] = _short_error(e)
     if chunk_kda is None:
@@ -379,10 +385,8 @@ def run_case(name, H, lengths, varlen, args, flash_kda, chunk_kda, l2_bytes, bw_
                     flash_kda.fwd = real
             if spied:
                 raise RuntimeError("FLA dispatched chunk_kda to flash_kda (FLA_FLASH_KDA=0 not honoured)")
-            with ClockSampler(enabled=args.clocks) as clk:
-                r["fla_ms"], r["fla_n"], _ = time_calls(
-                    [fla_fn(chunk_kda, s) for s in sets], args.repeats, args.max_seconds, args.min_repeats)
-            r["fla_mhz"], r["fla_w"] = clk.median()
+            r["fla_ms"], r["fla_n"], r["fla_mhz"], r["fla_w"] = time_calls_clocked(
+                [fla_fn(chunk_kda, s) for s in sets], args)
         except Exception as e:
             r["fla_error"] = _short_error(e)
     # a cheap sanity check: ours against FLA on set 0

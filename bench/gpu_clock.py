@@ -10,6 +10,20 @@ import subprocess
 import threading
 
 
+def smi_query(fields: str) -> list[str] | None:
+    """nvidia-smi's values of `fields` (comma-separated query names) for the
+    benchmark's GPU (the first of CUDA_VISIBLE_DEVICES), without units; None
+    when nvidia-smi is missing or answered nothing."""
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
+    try:
+        r = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits", "-i", gpu],
+                           capture_output=True, text=True, timeout=5)
+    except Exception:  # noqa: BLE001
+        return None
+    values = [v.strip() for v in r.stdout.strip().split(",")]
+    return values if r.returncode == 0 and any(values) else None
+
+
 class ClockSampler:
     """`with ClockSampler() as clk: loop()`, then clk.median() -> (MHz, W),
     (None, None) when nvidia-smi is missing or gave nothing, or when
@@ -23,16 +37,12 @@ class ClockSampler:
         self._thread: threading.Thread | None = None
 
     def _run(self):
-        gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
         while not self._stop.is_set():
             try:
-                r = subprocess.run(["nvidia-smi", "--query-gpu=clocks.sm,power.draw",
-                                    "--format=csv,noheader,nounits", "-i", gpu],
-                                   capture_output=True, text=True, timeout=5)
-                mhz, watts = (float(x) for x in r.stdout.strip().split(",")[:2])
-                self.samples.append((mhz, watts))
+                mhz, watts = (float(x) for x in smi_query("clocks.sm,power.draw")[:2])
             except Exception:  # noqa: BLE001  no nvidia-smi (or no number): no clock column
                 return
+            self.samples.append((mhz, watts))
             self._stop.wait(self._period)
 
     def __enter__(self):

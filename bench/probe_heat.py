@@ -15,23 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_fwd as bf  # noqa: E402
-from gpu_clock import ClockSampler  # noqa: E402
+from gpu_clock import ClockSampler, smi_query  # noqa: E402
 
 
 def temperature() -> str:
-    try:
-        r = subprocess.run(["nvidia-smi", "--query-gpu=temperature.gpu", "--format=csv,noheader,nounits", "-i",
-                            os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]],
-                           capture_output=True, text=True, timeout=5)
-        return r.stdout.strip() or "n/a"
-    except Exception:  # noqa: BLE001
-        return "n/a"
+    t = smi_query("temperature.gpu")
+    return t[0] if t else "n/a"
 
 
 def main(argv=None):

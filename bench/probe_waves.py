@@ -6,7 +6,8 @@ One CTA per SM runs one (sequence, head) work item at a time, and in the
 waves: H64 x 64 sequences = 4096 CTAs = 31.03 waves of 132 SMs, i.e. 32 item
 times for 31.03 items of work per SM. If that is how the time goes, N x 512
 sequences take ceil(N * H / SMs) item times: flat from N = 63 to 66 at H64
-(4032..4224 CTAs, 31-32 waves), not rising with the work.
+(4032..4224 CTAs, 31-32 waves), not rising with the work. (Session 16,
+`*_s16c-*`: it rose with the work; the waves model was refuted.)
 
     python3 bench/probe_waves.py [--heads 64] [--counts 60,62,63,64,65,66,68] [--len 512]
 
