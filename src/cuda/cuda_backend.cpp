@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -19,6 +20,15 @@ namespace flash_kda::cuda {
 namespace {
 
 constexpr size_t kStatusBytes = 256;  // the status word, padded to an allocation-friendly size
+// The varlen sequence records (sm90::SequenceRun) follow the check words at
+// the next 16-byte boundary of the workspace (the forward reads each in one
+// 16-byte load; the caller's workspace need not be 16-byte aligned, so its
+// size includes the padding).
+constexpr size_t kRunAlign = alignof(sm90::SequenceRun);
+sm90::SequenceRun* runs_at(void* workspace, size_t offset) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(workspace) + offset;
+  return reinterpret_cast<sm90::SequenceRun*>((a + kRunAlign - 1) / kRunAlign * kRunAlign);
+}
 
 [[noreturn]] void fail_cuda(cudaError_t err, const std::string& what) {
   detail::fail(ErrorKind::kRuntime, "", "flash_kda: " + what + " failed: " + cudaGetErrorString(err));
@@ -301,7 +311,7 @@ size_t workspace_size(const FwdParams& params, const FwdShape& shape) {
   if (needs_device_check(params, shape)) {
     const sm90::DeviceCheck c = device_check_bounds(params);
     bytes = kStatusBytes + size_t(c.read_words + c.write_words) * sizeof(uint32_t);
-    if (shape.varlen) bytes += size_t(shape.num_sequences) * sizeof(int32_t);  // the longest-first order
+    if (shape.varlen) bytes += kRunAlign - 1 + size_t(shape.num_sequences) * sizeof(sm90::SequenceRun);
   }
   const int device = params.q.device_id;
   if (params.q.device == DeviceType::kCUDA && available(device)) {
@@ -385,8 +395,8 @@ void forward(const FwdParams& params, const FwdShape& shape, void* workspace, si
     check.status = static_cast<int32_t*>(workspace);
     check.bitmaps = reinterpret_cast<uint32_t*>(static_cast<char*>(workspace) + kStatusBytes);
     if (shape.varlen) {
-      check.order = reinterpret_cast<int32_t*>(check.bitmaps + check.read_words + check.write_words);
-      k.sequence_order = check.order;
+      check.runs = runs_at(workspace, kStatusBytes + size_t(check.read_words + check.write_words) * sizeof(uint32_t));
+      k.sequence_runs = check.runs;
     }
     const cudaError_t err = sm90::launch_check_arguments(k, check, stream);
     if (err != cudaSuccess) fail_cuda(err, "launching the device argument check");

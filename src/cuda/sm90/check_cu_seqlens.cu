@@ -24,7 +24,8 @@ __device__ bool mark(uint32_t* bitmap, int64_t s) {
   return (atomicOr(&bitmap[s >> 5], bit) & bit) != 0;
 }
 
-// The sequences by chunk count, longest first, into order[N]: the forward's
+// The sequences by chunk count, longest first, into runs[N] (with their
+// rows, see SequenceRun): the forward's
 // CTAs take their work in this order, so no long sequence starts last and
 // sets the call's time alone (longest-processing-time-first scheduling).
 // Counting sort; counts from kOrderBuckets - 1 chunks up share the first
@@ -33,7 +34,7 @@ __device__ bool mark(uint32_t* bitmap, int64_t s) {
 constexpr int kOrderBuckets = 4096;
 static_assert(kOrderBuckets % kThreads == 0);
 
-__device__ void order_longest_first(const FwdKernelParams& p, int32_t* order) {
+__device__ void order_longest_first(const FwdKernelParams& p, SequenceRun* runs) {
   using Scan = cub::BlockScan<int, kThreads>;
   __shared__ int start[kOrderBuckets];
   __shared__ typename Scan::TempStorage scan;
@@ -60,7 +61,12 @@ __device__ void order_longest_first(const FwdKernelParams& p, int32_t* order) {
     offset += count[i];
   }
   __syncthreads();
-  for (int n = threadIdx.x; n < N; n += kThreads) order[atomicAdd(&start[bucket(n)], 1)] = n;
+  for (int n = threadIdx.x; n < N; n += kThreads) {
+    // (lengths fit in int32 whenever the status is clear: total_rows < 2^31)
+    const int64_t begin = load_index(p.cu_seqlens, cu32, n);
+    const int64_t length = load_index(p.cu_seqlens, cu32, n + 1) - begin;
+    runs[atomicAdd(&start[bucket(n)], 1)] = SequenceRun{begin, int32_t(length), n};
+  }
 }
 
 __global__ void __launch_bounds__(kThreads) check_arguments_kernel(const FwdKernelParams p, const DeviceCheck c) {
@@ -120,7 +126,7 @@ __global__ void __launch_bounds__(kThreads) check_arguments_kernel(const FwdKern
   if (mine) atomicOr(&bad, mine);
   __syncthreads();
   if (threadIdx.x == 0) *c.status = bad;
-  if (c.order != nullptr && p.cu_seqlens != nullptr) order_longest_first(p, c.order);
+  if (c.runs != nullptr && p.cu_seqlens != nullptr) order_longest_first(p, c.runs);
 }
 
 }  // namespace

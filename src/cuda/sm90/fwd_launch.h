@@ -48,14 +48,14 @@ struct DeviceCheck {
   int64_t read_bound;     // state_indices entries must be < this
   int64_t write_bound;    // final_state_indices entries must be < this
   bool in_place;          // final_state is the very same tensor as initial_state
-  int32_t* order;         // [N]: the sequences longest first (varlen), or null
+  SequenceRun* runs;      // [N]: the sequences longest first with their rows (varlen), or null
 };
 
 // Sets *check.status to 0 when the index contents of `params` are valid
 // (cu_seqlens 0-based, non-decreasing, ending at total_rows; slots in range
 // and distinct; checkpoint_offsets matching the lengths), else to the bits
-// of what is wrong; with check.order, also writes the sequences by chunk
-// count, longest first. One CTA, no host synchronisation.
+// of what is wrong; with check.runs, also writes the sequences by chunk
+// count, longest first, with their rows. One CTA, no host synchronisation.
 cudaError_t launch_check_arguments(const FwdKernelParams& params, const DeviceCheck& check, cudaStream_t stream);
 
 // Context parallelism: S_{j+1} = S_j · M_j + R_j in place over the segments

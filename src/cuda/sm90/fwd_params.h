@@ -27,6 +27,16 @@ enum IndexBits : uint32_t {
   kCheckpointOffsetsInt32 = 8,
 };
 
+// One varlen sequence as the device check hands it to the forward: its first
+// token row, its length and its index. A CTA reads it in one 16-byte load
+// (with the status word: one memory round trip before its first TMA, where
+// the order entry and then cu_seqlens took two).
+struct alignas(16) SequenceRun {
+  int64_t begin;
+  int32_t length;
+  int32_t sequence;
+};
+
 struct FwdKernelParams {
   // TMA descriptors of q, k, g (bf16 g only) and v as [rows][H][128] tensors
   // (3-D, boxes of 16 rows x 1 head x 128 columns, kBV columns for v): one
@@ -49,9 +59,10 @@ struct FwdKernelParams {
   StateKind final_kind;
   const void* cu_seqlens;     // [N + 1] int64 or int32 (kCuSeqlensInt32), or null (fixed length)
   const int32_t* status;      // device status word written by the cu_seqlens check, or null
-  // Varlen: the sequences by chunk count, longest first (written by the
-  // device check); the CTAs take them in this order. Null: sequence order.
-  const int32_t* sequence_order;
+  // Varlen: the sequences by chunk count, longest first, each with its rows
+  // (written by the device check); the CTAs take them in this order. Null:
+  // sequence order, rows from cu_seqlens.
+  const SequenceRun* sequence_runs;
   // Serving: state pools by slot, checkpoints (docs/kda.md); null / 0 when unused.
   const void* state_indices;        // [N]: slot of sequence n in the state pools; < 0 = padding
   const void* final_state_indices;  // [N] or null: slot the final state goes to (< 0: none)

@@ -112,27 +112,27 @@ __device__ __forceinline__ void zero_padding_rows(const FwdKernelParams& p, cons
 // padding sequence: it zeroes its out rows).
 template <int kBV>
 __device__ __forceinline__ bool make_work_item(const FwdKernelParams& p, WorkItem& w) {
-  // The status word and the sequence order are loaded together (one memory
-  // latency, not two, before the cu_seqlens loads that depend on the order):
-  // the order index is in bounds whatever the status says, and its value is
-  // used only after the status check and its own range check.
+  // The status word and this CTA's sequence record (varlen) are loaded
+  // together: one memory latency before the first TMA. The record's index is
+  // in bounds whatever the status says, and its contents are used only after
+  // the status check and their own range checks.
   const int32_t status = p.status != nullptr ? *p.status : 0;
-  int order_entry = 0;
+  SequenceRun run{0, 0, 0};
   int64_t per_sequence = 0, cta = 0;
-  if (p.sequence_order != nullptr) {
+  if (p.sequence_runs != nullptr) {
     per_sequence = int64_t(p.heads) * p.num_vblocks;
     cta = int64_t(blockIdx.y) * gridDim.x + blockIdx.x;
-    order_entry = p.sequence_order[cta / per_sequence];
+    run = p.sequence_runs[cta / per_sequence];
   }
   if (status != 0) {
     poison_outputs(p);
     return false;
   }
-  if (p.sequence_order != nullptr) {
+  if (p.sequence_runs != nullptr) {
     // CTAs in launch order take (sequence rank, head, value block), the
     // longest sequences first (the device check's order).
     const int rest = int(cta % per_sequence);
-    w.sequence = order_entry;
+    w.sequence = run.sequence;
     w.head = rest / p.num_vblocks;
     w.vblock = rest % p.num_vblocks;
     if (w.sequence < 0 || w.sequence >= p.num_sequences) return false;  // (a permutation by construction)
@@ -144,9 +144,15 @@ __device__ __forceinline__ bool make_work_item(const FwdKernelParams& p, WorkIte
   int64_t batch = w.sequence, first_token = 0;  // of beta[b, t, h]
   int segment = -1;
   if (p.cu_seqlens != nullptr) {
-    const bool i32 = p.int32_indices & kCuSeqlensInt32;
-    const int64_t begin = load_index(p.cu_seqlens, i32, w.sequence);
-    const int64_t end = load_index(p.cu_seqlens, i32, w.sequence + 1);
+    int64_t begin, end;
+    if (p.sequence_runs != nullptr) {
+      begin = run.begin;
+      end = begin + run.length;
+    } else {
+      const bool i32 = p.int32_indices & kCuSeqlensInt32;
+      begin = load_index(p.cu_seqlens, i32, w.sequence);
+      end = load_index(p.cu_seqlens, i32, w.sequence + 1);
+    }
     if (begin < 0 || end < begin || end > p.total_rows) return false;  // never read out of bounds
     w.row0 = begin;
     w.length = end - begin;
