@@ -5,11 +5,8 @@
 
 Inputs are made on the host and copied to the device, so nearly every kernel
 the sanitizer sees is flash_kda's. Cases: varlen H=2 lengths [1, 17, 0, 40]
-with fp32 states (the required one), then B=2 T=19 H=2 with bf16 states,
-then two grids of more CTAs than an H100 / H200 has SMs (each CTA then
-prefetches the next one's first rows: next_item_prefetch.cuh), varlen with
-fp32 and fixed length with bf16 states; then flash_kda.decode (see
-decode_cases).
+with fp32 states (the required one), then B=2 T=19 H=2 with bf16 states;
+then flash_kda.decode (see decode_cases).
 Outputs are NaN-poisoned; exits 1 if any output is left unwritten or differs
 from the float64 oracle by more than the accuracy bar, 2 if it cannot run.
 """
@@ -31,8 +28,6 @@ except Exception as e:  # pragma: no cover
 CASES = [
     Case(lengths=[1, 17, 0, 40], H=2, init="fp32", final="fp32", gate="normal", dt="uniform", seed=7),
     Case(B=2, T=19, H=2, init="bf16", final="bf16", gate="uniform", dt="uniform", seed=8),
-    Case(lengths=[(13 * i) % 37 for i in range(75)], H=4, init="fp32", final="fp32", seed=9),  # 300 CTAs
-    Case(B=64, T=21, H=4, init="bf16", final="bf16", seed=10),  # 256 CTAs
 ]
 
 

@@ -264,14 +264,6 @@ void launch_kernel(sm90::FwdKernelParams k, int bv, int device, cudaStream_t str
   if (k.total_rows > 0)
     encode_token_map(&k.tmap_v, k.v, k.total_rows, k.heads, bv >= 64 ? 64 : bv, "v",
                      bv >= 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B);
-  // One CTA per SM (fwd_launch.cuh): with more CTAs than SMs, each asks L2
-  // for the first rows of the CTA sm_count launch positions on.
-  // FLASH_KDA_PREFETCH_NEXT=0 turns that off (benchmarks compare the two).
-  const int64_t ctas = int64_t(k.num_sequences) * k.num_vblocks * k.heads;
-  const int sms = device_info(device).sm_count;
-  const char* prefetch = std::getenv("FLASH_KDA_PREFETCH_NEXT");
-  const bool prefetch_off = prefetch != nullptr && std::string(prefetch) == "0";
-  k.next_item_stride = !prefetch_off && ctas > sms && ctas < (int64_t(1) << 31) ? sms : 0;  // (32-bit positions)
   const bool unbounded = k.gate_kind != sm90::GateKind::kLowerBound;
   const bool checkpoints = k.checkpoint_chunks > 0;
   cudaError_t err;

@@ -255,30 +255,6 @@ def test_value_block_widths_agree(layout, gate_kind, monkeypatch):
             assert torch.equal(a, b), f"{what}: width {width} differs from 128 (max |diff| {max_abs_diff(a, b)})"
 
 
-@pytest.mark.parametrize("layout", ["fixed", "varlen"])
-def test_next_item_prefetch_changes_nothing(layout, monkeypatch):
-    """With more CTAs than SMs each CTA asks L2 for the next CTA's first rows
-    (a hint, FLASH_KDA_PREFETCH_NEXT=0 turns it off): results bit-identical
-    either way, and within the bar of the oracle. Grids of several waves;
-    varlen with empty, one-token and tail sequences."""
-    if layout == "fixed":
-        case = Case(B=48, T=90, H=8, seed=720)  # 384 CTAs
-    else:
-        lengths = [(37 * i) % 150 for i in range(64)]  # 0..149 tokens, 512 CTAs
-        lengths[5], lengths[9] = 1, 0
-        case = Case(lengths=lengths, H=8, seed=721)
-    inp = make_inputs(case)
-    ref_out, ref_final = reference(inp)
-    results = {}
-    for setting in ("1", "0"):
-        monkeypatch.setenv("FLASH_KDA_PREFETCH_NEXT", setting)
-        results[setting] = run_ours(case, inp)
-        assert_accurate(case, inp, *results[setting], ref_out, ref_final)
-    for i, what in enumerate(("out", "final_state")):
-        a, b = results["1"][i], results["0"][i]
-        assert torch.equal(a, b), f"{what}: prefetch on differs from off (max |diff| {max_abs_diff(a, b)})"
-
-
 def _assert_same(a, b, what):
     """Bit-identical, or at least relative L2 <= 1e-6."""
     if torch.equal(a, b):

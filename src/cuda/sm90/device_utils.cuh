@@ -166,15 +166,6 @@ __device__ __forceinline__ void tma_load_3d(void* smem_dst, const CUtensorMap* m
       : "memory");
 }
 
-// Asks the copy engine to bring one box of a 3-D tensor map into L2 (a
-// hint: nothing is written, there is nothing to wait for).
-__device__ __forceinline__ void tma_prefetch_l2_3d(const CUtensorMap* map, int c0, int c1, int c2) {
-  asm volatile("cp.async.bulk.prefetch.tensor.3d.L2.global.tile [%0, {%1, %2, %3}];" ::"l"(
-                   reinterpret_cast<uint64_t>(map)),
-               "r"(c0), "r"(c1), "r"(c2)
-               : "memory");
-}
-
 // Asks the copy engine to bring `bytes` (a multiple of 16, 16-byte aligned)
 // at `src` into L2. A hint: nothing is written, there is nothing to wait for.
 __device__ __forceinline__ void prefetch_l2_bulk(const void* src, uint32_t bytes) {

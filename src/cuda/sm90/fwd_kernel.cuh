@@ -5,7 +5,6 @@
 #pragma once
 
 #include "cuda/sm90/chunk_prep.cuh"
-#include "cuda/sm90/next_item_prefetch.cuh"
 #include "cuda/sm90/recurrence.cuh"
 
 namespace flash_kda::sm90 {
@@ -71,10 +70,6 @@ __global__ void __launch_bounds__(FwdKernelTraits<kBV>::kThreads, 1)
     const int prep = warp - Traits::kRecurrenceWarps;
     ChunkPrep<kBV>{params, smem, item, prep / 2, prep % 2, lane}
         .template run<kUnbounded, Traits::template kLmqkUnroll<kUnbounded, kCheckpoints>>();
-    // Pair 0 has prepped its last chunk; the recurrence has a few chunks left
-    // (~4 x 2.3k cycles): time for the next item's first rows to reach L2.
-    if (prep == 0 && lane == 0)
-      prefetch_next_item<kBV>(params, !(kUnbounded && params.gate_kind == GateKind::kPrecomputedF32));
   }
 #endif
 }

@@ -107,11 +107,6 @@ struct FwdKernelParams {
   bool identity_start;  // transition runs: every segment starts from the identity...
   bool zero_values;     // ...with v read as zeros (so the end state is the segment's transition matrix)
   bool skip_output;     // out is not written
-  // CTAs resident at once (one per SM) when the grid is larger, else 0. A
-  // CTA near its end asks L2 for the first rows of the CTA `next_item_stride`
-  // launch positions on (the one the freed SM will most likely run next),
-  // so that its first loads hit L2 (next_item_prefetch.cuh).
-  int next_item_stride;
 };
 
 }  // namespace flash_kda::sm90
