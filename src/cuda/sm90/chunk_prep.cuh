@@ -230,10 +230,10 @@ struct ChunkPrep {
       store4_at(&out.kr[Smem::kr_index(t0 + t, 4 * lane)], kr);
       store_bits4(scr.kd, t0 + t, kd_bf);
       store_bits4(scr.ki, t0 + t, ki_bf);
-      // The bf16 rounding residues of qd and ki make Mqk = qd·kiᵀ exact to
-      // ~16 bits (q·k cancels: bf16 operands alone cost ~3e-3 relative in
-      // outputs with little history); taken from the packed values.
-      store_bits4(scr.qd_lo, t0 + t, residue4(qd, qd_bf));
+      // ki's bf16 rounding residue: Mqk = qd·kiᵀ + qd·ki_loᵀ carries one
+      // bf16 rounding (qd's) instead of two (q·k cancels: with both roundings
+      // the output error was ~3e-3 in cases with little history). qd's
+      // residue too cost ~8% more time for the last part (NOTES, session 17).
       store_bits4(scr.ki_lo, t0 + t, residue4(ki, ki_bf));
     }
   }
@@ -390,36 +390,33 @@ struct ChunkPrep {
       }
 
       // ---- this half's n-tile (keys 8h..8h+7) of L and Mqk ----
-      // Mqk's three products in three accumulators: one chain of 24
-      // dependent HMMAs becomes three of 8 (the pair waits on this loop).
-      FragC l_acc, m_acc, m_lo_a, m_lo_b;
+      // Mqk's two products in two accumulators: two chains of 8 dependent
+      // HMMAs instead of one of 16 (the pair waits on this loop).
+      FragC l_acc, m_acc, m_lo;
       {
         // Addresses of k-step 0, stepped by XOR (swz128_step / sw128_step);
-        // qd_lo and ki_lo sit at fixed distances from kd and ki.
+        // ki_lo sits at a fixed distance from ki.
         const LaneRowCol ar = lane_a_order(lane);
         const int b_row = 8 * half + (lane & 7), b_col = lane & 8;  // x2: keys 8h..8h+7, both k halves
         const uint32_t a_kd0 = smem_u32(&scr.kd[swz128(ar.row, ar.col)]);
         const uint32_t a_qd0 = smem_u32(&s.prepped[stage].wq[Smem::wq_index(kChunk + ar.row, ar.col)]);
         const uint32_t b_ki0 = smem_u32(&scr.ki[swz128(b_row, b_col)]);
-        const uint32_t qd_lo_from_kd = smem_u32(scr.qd_lo) - smem_u32(scr.kd);
         const uint32_t ki_lo_from_ki = smem_u32(scr.ki_lo) - smem_u32(scr.ki);
 #pragma unroll kLmqkUnroll  // (fully unrolled, ptxas keeps all eight steps' addresses live and spills)
         for (int ks = 0; ks < kDim / 16; ++ks) {
           const uint32_t a_kd = swz128_step(a_kd0, ks), b_ki = swz128_step(b_ki0, ks);
-          FragA a_kd_f, a_qd, a_qd_lo;
+          FragA a_kd_f, a_qd;
           FragB b, b_lo;
           ldsm_x4_at(a_kd, a_kd_f.x);
           ldsm_x4_at(sw128_step<2 * kChunk>(a_qd0, ks), a_qd.x);
           ldsm_x2_at(b_ki, b.x);
           mma(l_acc, a_kd_f, b);
           mma(m_acc, a_qd, b);
-          ldsm_x4_at(a_kd + qd_lo_from_kd, a_qd_lo.x);
           ldsm_x2_at(b_ki + ki_lo_from_ki, b_lo.x);
-          mma(m_lo_a, a_qd_lo, b);
-          mma(m_lo_b, a_qd, b_lo);
+          mma(m_lo, a_qd, b_lo);
         }
 #pragma unroll
-        for (int e = 0; e < 4; ++e) m_acc.x[e] += m_lo_a.x[e] + m_lo_b.x[e];
+        for (int e = 0; e < 4; ++e) m_acc.x[e] += m_lo.x[e];
       }
       {
         const float b_lo = __shfl_sync(0xffffffffu, b_mine, gid);
