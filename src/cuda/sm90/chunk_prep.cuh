@@ -83,7 +83,8 @@ struct ChunkPrep {
 
   // L2 norms, gate, cumsum and the decayed operands of this half's 8 tokens:
   // writes kd, ki, qd, kr rows to scratch and returns 2^Γ of this lane's
-  // channels. kFull: all 16 rows are real tokens (no masking needed).
+  // channels and, in lane 4r + r / 2, Mqk's diagonal entry for the half's
+  // token r (mqk_diag). kFull: all 16 rows are real tokens (no masking needed).
   //
   // Unbounded gates (softplus, precomputed; clamped at min_gate per token):
   // kd, ki, qd are taken relative to a per-channel reference 2^r, r =
@@ -91,7 +92,7 @@ struct ChunkPrep {
   // tokens, 2^±115.4) and L, Mqk never meet an overflow; r is an integer, so
   // qd and kd are brought back to 2^G exactly (rescale_qd; kd·2^r into wq).
   template <bool kFull, bool kUnbounded>
-  __device__ void elementwise(int c, int valid, int it, float (&exp_gamma)[4]) {
+  __device__ void elementwise(int c, int valid, int it, float (&exp_gamma)[4], float& mqk_diag) {
     constexpr bool kRelative = kUnbounded;
     auto& raw = s.raw[stage];
     auto& scr = s.scratch[stage];
@@ -122,9 +123,13 @@ struct ChunkPrep {
       const bool odd = r & 1;
       float q_sq = odd ? gram_q.x[1] : gram_q.x[0];
       float k_sq = odd ? gram_k.x[3] : gram_k.x[2];
-      if (!kFull && t0 + r >= valid) q_sq = k_sq = 0.f;
+      // q_r·k_r = C[r][r] of A·(k rows)ᵀ: Mqk's diagonal scale·q̂_r·k̂_r in fp32, since the
+      // token's decay 2^G and its inverse cancel (qd·ki carries one bf16 rounding).
+      float qk = odd ? gram_k.x[1] : gram_k.x[0];
+      if (!kFull && t0 + r >= valid) q_sq = k_sq = qk = 0.f;
       rnorm_q = rsqrtf(q_sq + float(kL2NormEps)) * p.scale;
       rnorm_k = rsqrtf(k_sq + float(kL2NormEps));
+      mqk_diag = qk * rnorm_q * rnorm_k;
     }
 
     // base-2 gates of this half's tokens, cumsum partials
@@ -232,8 +237,10 @@ struct ChunkPrep {
       store_bits4(scr.ki, t0 + t, ki_bf);
       // ki's bf16 rounding residue: Mqk = qd·kiᵀ + qd·ki_loᵀ carries one
       // bf16 rounding (qd's) instead of two (q·k cancels: with both roundings
-      // the output error was ~3e-3 in cases with little history). qd's
-      // residue too cost ~8% more time for the last part (NOTES, session 17).
+      // the output error was ~3e-3 in cases with little history). Its
+      // diagonal, alone in a one-token row, comes exact from the L2 norms'
+      // Gram matrix instead (mqk_diag): qd's residue cost ~4% of the time
+      // (NOTES, session 18).
       store_bits4(scr.ki_lo, t0 + t, residue4(ki, ki_bf));
     }
   }
@@ -372,11 +379,11 @@ struct ChunkPrep {
       if (c == 0 && half == 0 && lane == 0) Barrier::arrive(&s.state_go);
       if constexpr (kTimeline) if (c == 0 && half == 0) tl_mark(lane, kTlPrepLoaded0);
 
-      float exp_gamma[4];
+      float exp_gamma[4], mqk_diag;
       if (valid == kChunk) {
-        elementwise<true, kUnbounded>(c, valid, it, exp_gamma);
+        elementwise<true, kUnbounded>(c, valid, it, exp_gamma, mqk_diag);
       } else {
-        elementwise<false, kUnbounded>(c, valid, it, exp_gamma);
+        elementwise<false, kUnbounded>(c, valid, it, exp_gamma, mqk_diag);
       }
       sync_pair();  // #2: scratch rows complete, raw q/k/g consumed by both halves
       // The recurrence has released chunk c - 4 (elementwise waited for it),
@@ -426,6 +433,7 @@ struct ChunkPrep {
           const int i = gid + (e >> 1) * 8, j = t0 + 2 * qid + (e & 1);
           scr.lmat[i * kChunk + j] = j < i ? l_acc.x[e] * (e < 2 ? b_lo : b_hi) : 0.f;
           if (j > i) m_acc.x[e] = 0.f;
+          if (j == i) m_acc.x[e] = mqk_diag;  // lane 4r + r / 2 holds both
         }
       }
       sync_pair();  // #3: L complete; ki no longer needed (its space takes Y and INV·diag(b))
