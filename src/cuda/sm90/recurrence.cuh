@@ -105,13 +105,13 @@ struct Recurrence {
   // exchange for fp32, 8 rows x 64 bytes, changed nothing). Same values as
   // store_state.
   __device__ void store_checkpoint(const FragC (&S)[kNTiles], void* dst, StateKind kind, int64_t slot) const {
-    const int q = lane & 3;
-    const int64_t row = state_row(slot, 0) * kDim;  // row g; g + 8 is 8 rows on
     if (kind == StateKind::kFloat32) {
-      store_rows(S, static_cast<float*>(dst) + row + 2 * q);
+      store_state(S, dst, kind, slot);
     } else {
       // even lane: columns 2q..2q+3 of n-tile j; odd lane: 2q-2..2q+1 of j + 1
+      const int q = lane & 3;
       const bool odd = q & 1;
+      const int64_t row = state_row(slot, 0) * kDim;  // row g; g + 8 is 8 rows on
       bf16* base = static_cast<bf16*>(dst) + row + (odd ? 2 * q + 6 : 2 * q);
 #pragma unroll
       for (int m = 0; m < kNTiles / 2; ++m)
