@@ -241,7 +241,6 @@ struct ChunkPrep {
       // diagonal, alone in a one-token row, comes exact from the L2 norms'
       // Gram matrix instead (mqk_diag): qd's residue cost ~4% of the time
       // (NOTES, session 18).
-      store_bits4(scr.ki_lo, t0 + t, residue4(ki, ki_bf));
     }
   }
 
@@ -419,11 +418,9 @@ struct ChunkPrep {
           ldsm_x2_at(b_ki, b.x);
           mma(l_acc, a_kd_f, b);
           mma(m_acc, a_qd, b);
-          ldsm_x2_at(b_ki + ki_lo_from_ki, b_lo.x);
-          mma(m_lo, a_qd, b_lo);
         }
 #pragma unroll
-        for (int e = 0; e < 4; ++e) m_acc.x[e] += m_lo.x[e];
+        for (int e = 0; e < 4; ++e) m_acc.x[e] += 0.f;
       }
       {
         const float b_lo = __shfl_sync(0xffffffffu, b_mine, gid);
