@@ -235,12 +235,12 @@ struct ChunkPrep {
       store4_at(&out.kr[Smem::kr_index(t0 + t, 4 * lane)], kr);
       store_bits4(scr.kd, t0 + t, kd_bf);
       store_bits4(scr.ki, t0 + t, ki_bf);
-      // ki's bf16 rounding residue: Mqk = qd·kiᵀ + qd·ki_loᵀ carries one
-      // bf16 rounding (qd's) instead of two (q·k cancels: with both roundings
-      // the output error was ~3e-3 in cases with little history). Its
-      // diagonal, alone in a one-token row, comes exact from the L2 norms'
-      // Gram matrix instead (mqk_diag): qd's residue cost ~4% of the time
-      // (NOTES, session 18).
+      // Mqk = qd·kiᵀ from these bf16 rows alone, like L: an off-diagonal
+      // entry carries two bf16 roundings (~1e-3 relative), diluted by the
+      // other terms of its output row. The diagonal, alone in a one-token
+      // row and where q·k cancels, comes in fp32 from the L2 norms' Gram
+      // matrix (mqk_diag). bf16 residues of qd and ki cost ~9% of the time
+      // for 0.05e-3 of output error (NOTES, session 18).
     }
   }
 
@@ -396,31 +396,26 @@ struct ChunkPrep {
       }
 
       // ---- this half's n-tile (keys 8h..8h+7) of L and Mqk ----
-      // Mqk's two products in two accumulators: two chains of 8 dependent
-      // HMMAs instead of one of 16 (the pair waits on this loop).
-      FragC l_acc, m_acc, m_lo;
+      // L and Mqk share ki (B): two chains of 8 dependent HMMAs.
+      FragC l_acc, m_acc;
       {
-        // Addresses of k-step 0, stepped by XOR (swz128_step / sw128_step);
-        // ki_lo sits at a fixed distance from ki.
+        // Addresses of k-step 0, stepped by XOR (swz128_step / sw128_step).
         const LaneRowCol ar = lane_a_order(lane);
         const int b_row = 8 * half + (lane & 7), b_col = lane & 8;  // x2: keys 8h..8h+7, both k halves
         const uint32_t a_kd0 = smem_u32(&scr.kd[swz128(ar.row, ar.col)]);
         const uint32_t a_qd0 = smem_u32(&s.prepped[stage].wq[Smem::wq_index(kChunk + ar.row, ar.col)]);
         const uint32_t b_ki0 = smem_u32(&scr.ki[swz128(b_row, b_col)]);
-        const uint32_t ki_lo_from_ki = smem_u32(scr.ki_lo) - smem_u32(scr.ki);
 #pragma unroll kLmqkUnroll  // (fully unrolled, ptxas keeps all eight steps' addresses live and spills)
         for (int ks = 0; ks < kDim / 16; ++ks) {
           const uint32_t a_kd = swz128_step(a_kd0, ks), b_ki = swz128_step(b_ki0, ks);
           FragA a_kd_f, a_qd;
-          FragB b, b_lo;
+          FragB b;
           ldsm_x4_at(a_kd, a_kd_f.x);
           ldsm_x4_at(sw128_step<2 * kChunk>(a_qd0, ks), a_qd.x);
           ldsm_x2_at(b_ki, b.x);
           mma(l_acc, a_kd_f, b);
           mma(m_acc, a_qd, b);
         }
-#pragma unroll
-        for (int e = 0; e < 4; ++e) m_acc.x[e] += 0.f;
       }
       {
         const float b_lo = __shfl_sync(0xffffffffu, b_mine, gid);
@@ -547,11 +542,6 @@ struct ChunkPrep {
       blk[r][0] = a.x; blk[r][1] = a.y; blk[r][2] = a.z; blk[r][3] = a.w;
       blk[r][4] = b.x; blk[r][5] = b.y; blk[r][6] = b.z; blk[r][7] = b.w;
     }
-  }
-  // x - bf16(x), packed as bf16: what the bf16 rounding `rounded` (= pack4(x)) of x loses.
-  __device__ static uint2 residue4(const float (&x)[4], uint2 rounded) {
-    const float4 r = unpack4(rounded);
-    return make_uint2(pack_bf16x2(x[0] - r.x, x[1] - r.y), pack_bf16x2(x[2] - r.z, x[3] - r.w));
   }
   // INV·diag(b)[i][j] as a bf16 hi + lo pair.
   __device__ void write_invb(int i, int j, float val) const {

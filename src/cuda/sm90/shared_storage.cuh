@@ -2,7 +2,7 @@
 //
 // Four prep warp pairs each own one pipeline stage: chunk c lives in stage c % 4.
 //   raw:     bulk-copy targets for the chunk's q, k, g (one barrier) and v (another)
-//   scratch: the prep pair's working tiles (kd, ki, ki's bf16 residue, L, INV·diag(b);
+//   scratch: the prep pair's working tiles (kd, ki, L, INV·diag(b);
 //            the recurrence warps read INV·diag(b), and raw v, for U)
 //   prepped: what the recurrence warps read for the chunk (kd;qd, kr, Mqk, 2^Γ)
 // and, once, the recurrence warps' output staging tiles.
@@ -64,7 +64,6 @@ struct SharedStorage {
         float yblk[2][kChunk / 2][kChunk / 2];  // inverses of L's two 8x8 diagonal blocks
       } solve;
     };
-    bf16 ki_lo[kChunk * kDim];  // ki - bf16(ki)
     union {
       float gamma_part[2][kDim];        // the halves' gate sums, exchanged
       float lmat[kChunk * kChunk];      // L, fp32, strictly lower, rows scaled by b
@@ -117,7 +116,7 @@ struct SharedStorage {
 
 // The raw q, k, g tiles take the copy engine's 128-byte swizzle (1024-byte
 // aligned); swz128_step needs the scratch tiles the prep steps through (kd,
-// ki, ki_lo) 256-byte aligned. The storage itself is 1024-byte aligned.
+// ki) 256-byte aligned. The storage itself is 1024-byte aligned.
 template <int kBV>
 constexpr bool staged_tiles_aligned() {
   using S = SharedStorage<kBV>;
@@ -125,8 +124,7 @@ constexpr bool staged_tiles_aligned() {
   using Raw = typename S::Raw;
   return offsetof(S, raw) % 1024 == 0 && sizeof(Raw) % 1024 == 0 && offsetof(Raw, k) % 1024 == 0 &&
          offsetof(Raw, g) % 1024 == 0 && offsetof(S, scratch) % 256 == 0 && sizeof(Sc) % 256 == 0 &&
-         offsetof(Sc, kd) % 256 == 0 && offsetof(Sc, ki) % 256 == 0 &&
-         offsetof(Sc, ki_lo) % 256 == 0;
+         offsetof(Sc, kd) % 256 == 0 && offsetof(Sc, ki) % 256 == 0;
 }
 static_assert(staged_tiles_aligned<32>() && staged_tiles_aligned<64>() && staged_tiles_aligned<128>());
 
