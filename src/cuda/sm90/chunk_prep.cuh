@@ -124,7 +124,7 @@ struct ChunkPrep {
       float q_sq = odd ? gram_q.x[1] : gram_q.x[0];
       float k_sq = odd ? gram_k.x[3] : gram_k.x[2];
       // q_r·k_r = C[r][r] of A·(k rows)ᵀ: Mqk's diagonal scale·q̂_r·k̂_r in fp32, since the
-      // token's decay 2^G and its inverse cancel (qd·ki carries one bf16 rounding).
+      // token's decay 2^G and its inverse cancel (the bf16 qd·ki would round both operands).
       float qk = odd ? gram_k.x[1] : gram_k.x[0];
       if (!kFull && t0 + r >= valid) q_sq = k_sq = qk = 0.f;
       rnorm_q = rsqrtf(q_sq + float(kL2NormEps)) * p.scale;
@@ -239,8 +239,8 @@ struct ChunkPrep {
       // entry carries two bf16 roundings (~1e-3 relative), diluted by the
       // other terms of its output row. The diagonal, alone in a one-token
       // row and where q·k cancels, comes in fp32 from the L2 norms' Gram
-      // matrix (mqk_diag). bf16 residues of qd and ki cost ~9% of the time
-      // for 0.05e-3 of output error (NOTES, session 18).
+      // matrix (mqk_diag). bf16 residues of qd and ki cost 6-10% of the time
+      // for ~0.06e-3 of output error (NOTES, session 18).
     }
   }
 
