@@ -49,12 +49,7 @@ def main():
     top = int(sys.argv[3]) if len(sys.argv) > 3 else 40
     items = located_instructions(sys.argv[1])
     ins = [(t, op) for t, op, _ in items]
-    if which == "prep":
-        hits = [i for i, (t, op) in enumerate(ins) if op and op.startswith("BAR.ARV")]
-    else:
-        hits = [i for i, (t, op) in enumerate(ins)
-                if op and op.startswith("BAR.SYNC") and re.search(r", 0x(?!40 )[0-9a-f]+ ;", t)]
-    span = next((s for s in (sass_loops.enclosing_loop(ins, at) for at in hits) if s), None)
+    span = sass_loops.loop_span(ins, "prep chunk loop" if which == "prep" else "recurrence chunk loop")
     if span is None:
         print(f"{which} loop not found")
         return 1

@@ -57,17 +57,24 @@ def loop_stats(ins, start, end):
     return stats
 
 
+def loop_span(ins, name):
+    """(start, end) in `ins` of the "recurrence chunk loop" or the "prep chunk
+    loop", or None."""
+    if name == "recurrence chunk loop":
+        hits = [i for i, (t, op) in enumerate(ins)
+                if op and op.startswith("BAR.SYNC") and re.search(r", 0x(?!40 )[0-9a-f]+ ;", t)]
+    else:
+        hits = [i for i, (t, op) in enumerate(ins) if op and op.startswith("BAR.ARV")]
+    return next((span for span in (enclosing_loop(ins, at) for at in hits) if span), None)
+
+
 def loops(path):
     ins = instructions(path)
     found = {}
-    hand_off = [i for i, (t, op) in enumerate(ins) if op and op.startswith("BAR.SYNC") and re.search(r", 0x(?!40 )[0-9a-f]+ ;", t)]
-    release = [i for i, (t, op) in enumerate(ins) if op and op.startswith("BAR.ARV")]
-    for name, hits in (("recurrence chunk loop", hand_off), ("prep chunk loop", release)):
-        for at in hits:
-            span = enclosing_loop(ins, at)
-            if span:
-                found[name] = loop_stats(ins, *span)
-                break
+    for name in ("recurrence chunk loop", "prep chunk loop"):
+        span = loop_span(ins, name)
+        if span:
+            found[name] = loop_stats(ins, *span)
     return found
 
 
